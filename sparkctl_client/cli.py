@@ -1,0 +1,54 @@
+"""`sparkctl-client [--socket PATH] [-o table|json] NOUN VERB ...`"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import grpc
+
+from sparkctl_client import exit_codes
+from sparkctl_client.client import Client, ClientError, default_socket
+from sparkctl_client.commands import deploy, host, node, peer, status, version
+from sparkctl_client.output import to_json
+from sparkd import __version__
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sparkctl-client", description="Client of the sparkd daemon")
+    p.add_argument("--version", action="version", version=f"sparkctl-client {__version__}")
+    p.add_argument("--socket", default=None,
+                   help=f"admin socket (default $SPARKD_SOCKET or {default_socket()})")
+    p.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
+    sub = p.add_subparsers(dest="noun", required=True)
+    for module in (status, node, host, peer, deploy, version):
+        module.register(sub)
+    return p
+
+
+def _print_error(e: ClientError, socket_path: str) -> int:
+    if e.unreachable:
+        print(f"sparkctl-client: cannot reach sparkd at {socket_path}: {e.message}\n"
+              "hint: is sparkd running (systemctl status sparkd)? Use --socket or SPARKD_SOCKET for another "
+              "socket; the admin socket needs root or the sparkd group.", file=sys.stderr)
+        return exit_codes.UNREACHABLE
+    reason = f" [{e.reason}]" if e.reason else ""
+    print(f"sparkctl-client: {e.code.name}{reason}: {e.message}", file=sys.stderr)
+    for field, description in e.violations:
+        print(f"  {field}: {description}", file=sys.stderr)
+    if e.code is grpc.StatusCode.FAILED_PRECONDITION:
+        return exit_codes.PRECONDITION
+    return exit_codes.ERROR
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    client = Client(args.socket)
+    try:
+        message, text = args.handler(client, args)
+    except ClientError as e:
+        return _print_error(e, client.socket_path)
+    finally:
+        client.close()
+    print(to_json(message) if args.output == "json" else text)
+    return exit_codes.OK

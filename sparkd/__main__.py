@@ -1,0 +1,51 @@
+"""`sparkd`: the daemon (`sparkd run`, the default) and the lab (`sparkd lab ...`)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import sys
+
+from sparkd import __version__
+from sparkd.errors import ConfigError
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sparkd import config as config_mod
+    from sparkd import log
+
+    try:
+        config = config_mod.load(args.config)
+    except ConfigError as e:
+        print(f"sparkd: bad config: {e}", file=sys.stderr)
+        return 2
+    if args.sysroot:
+        config = dataclasses.replace(config, sysroot=args.sysroot)
+    log.configure(args.log_format or config.log_format)
+    from sparkd.system import System
+
+    asyncio.run(System(config).run())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sparkd", description="sparkd: one LLM across several DGX Sparks")
+    parser.add_argument("--version", action="version", version=f"sparkd {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="run the daemon (the default)")
+    for p in (parser, run):
+        p.add_argument("--config", default="/etc/sparkd/sparkd.toml", help="config file (TOML)")
+        p.add_argument("--sysroot", default="", help="prefix for every host file sparkd reads or writes")
+        p.add_argument("--log-format", choices=["auto", "console", "json", "journal"], default="")
+    from sparkd.lab.cli import add_parser as add_lab
+
+    add_lab(sub)
+    args = parser.parse_args(argv)
+    if args.command == "lab":
+        return int(args.func(args))
+    return _run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

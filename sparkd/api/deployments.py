@@ -1,0 +1,47 @@
+"""sparkd.v1.DeploymentService: thin shim over the deployment manager."""
+
+from __future__ import annotations
+
+import grpc
+
+from sparkd.api import convert
+from sparkd.engine.deployments import DeploymentManager
+from sparkd.engine.spec import parse_yaml
+from sparkd.errors import InvalidSpec
+from sparkd.v1 import deployment_service_pb2 as pb
+from sparkd.v1 import deployment_service_pb2_grpc as pb_grpc
+
+
+class DeploymentServicer(pb_grpc.DeploymentServiceServicer):  # type: ignore[misc]
+    def __init__(self, deployments: DeploymentManager) -> None:
+        self.deployments = deployments
+
+    async def CreateDeployment(self, request: pb.CreateDeploymentRequest,
+                               context: grpc.aio.ServicerContext) -> pb.CreateDeploymentResponse:
+        match request.WhichOneof("source"):
+            case "spec":
+                spec = convert.spec_from_proto(request.spec)
+            case "spec_yaml":
+                spec = parse_yaml(request.spec_yaml)
+            case _:
+                raise InvalidSpec.one("source", "set spec or spec_yaml")
+        status = await self.deployments.create(spec)
+        return pb.CreateDeploymentResponse(deployment=convert.deployment_to_proto(status))
+
+    async def GetDeployment(self, request: pb.GetDeploymentRequest,
+                            context: grpc.aio.ServicerContext) -> pb.GetDeploymentResponse:
+        if not request.name:
+            raise InvalidSpec.one("name", "required: the deployment's name")
+        return pb.GetDeploymentResponse(deployment=convert.deployment_to_proto(await self.deployments.get(request.name)))
+
+    async def ListDeployments(self, request: pb.ListDeploymentsRequest,
+                              context: grpc.aio.ServicerContext) -> pb.ListDeploymentsResponse:
+        return pb.ListDeploymentsResponse(
+            deployments=[convert.deployment_to_proto(d) for d in await self.deployments.list()]
+        )
+
+    async def DeleteDeployment(self, request: pb.DeleteDeploymentRequest,
+                               context: grpc.aio.ServicerContext) -> pb.DeleteDeploymentResponse:
+        if not request.name:
+            raise InvalidSpec.one("name", "required: the deployment's name")
+        return pb.DeleteDeploymentResponse(stopped_units=await self.deployments.delete(request.name))

@@ -1,0 +1,24 @@
+"""sparkd.v1.StatusService: node, peers and deployments in one answer."""
+
+from __future__ import annotations
+
+import grpc
+
+from sparkd.api import convert
+from sparkd.engine.deployments import DeploymentManager
+from sparkd.engine.inventory import Inventory
+from sparkd.peer.manager import PeerManager
+from sparkd.v1 import status_service_pb2 as pb
+from sparkd.v1 import status_service_pb2_grpc as pb_grpc
+
+
+class StatusServicer(pb_grpc.StatusServiceServicer):  # type: ignore[misc]
+    def __init__(self, inventory: Inventory, peers: PeerManager, deployments: DeploymentManager) -> None:
+        self.inventory, self.peers, self.deployments = inventory, peers, deployments
+
+    async def GetStatus(self, request: pb.GetStatusRequest, context: grpc.aio.ServicerContext) -> pb.GetStatusResponse:
+        return pb.GetStatusResponse(
+            node=convert.node_to_proto(await self.inventory.node()),
+            peers=[convert.peer_to_proto(p) for p in self.peers.peers()],
+            deployments=[convert.deployment_to_proto(d) for d in await self.deployments.list()],
+        )

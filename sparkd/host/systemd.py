@@ -1,0 +1,120 @@
+"""systemd over D-Bus (jeepney): transient units for deployments, and their state.
+
+Why jeepney: it is pure Python (nothing to compile on an aarch64 Spark), small, has a
+native asyncio router that fits grpc.aio, and builds D-Bus messages explicitly, so the
+`StartTransientUnit` signature `ssa(sv)a(sa(sv))` is visible in the code rather than
+hidden behind introspection. (dbus-fast, dbus-next and pystemd were also tried on these
+machines; see docs/architecture.md.)
+
+Units started here are transient and are NOT children of sparkd: restarting sparkd
+never restarts them; sparkd re-adopts them by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from jeepney import DBusAddress, DBusErrorResponse, new_method_call
+from jeepney.io.asyncio import open_dbus_router, unwrap_msg
+
+from sparkd.errors import HostOperationFailed
+
+_SYSTEMD = "org.freedesktop.systemd1"
+_MANAGER = DBusAddress("/org/freedesktop/systemd1", bus_name=_SYSTEMD, interface=f"{_SYSTEMD}.Manager")
+
+
+@dataclass(frozen=True)
+class UnitSpec:
+    """A transient service to start."""
+
+    name: str  # "sparkd-demo-rank0.service"
+    argv: Sequence[str]
+    description: str
+    environment: Mapping[str, str] = field(default_factory=dict)
+    # Joins this network namespace (NetworkNamespacePath=); the lab sets it per node.
+    network_namespace_path: str = ""
+    service_type: str = "exec"  # exec | notify | simple
+    restart: str = "no"
+    working_directory: str = ""
+
+
+@dataclass(frozen=True)
+class UnitState:
+    """What systemd says about a unit."""
+
+    name: str
+    load_state: str  # "loaded", "not-found"
+    active_state: str  # "active", "activating", "inactive", "failed", ...
+    sub_state: str
+    invocation_id: str  # changes on every (re)start: evidence a unit was not restarted
+    main_pid: int  # in systemd's PID namespace
+
+    @property
+    def running(self) -> bool:
+        return self.active_state in ("active", "activating", "reloading")
+
+
+def _properties(spec: UnitSpec) -> list[tuple[str, tuple[str, Any]]]:
+    props: list[tuple[str, tuple[str, Any]]] = [
+        ("Description", ("s", spec.description)),
+        ("ExecStart", ("a(sasb)", [(spec.argv[0], list(spec.argv), False)])),
+        ("Type", ("s", spec.service_type)),
+        ("Restart", ("s", spec.restart)),
+    ]
+    if spec.environment:
+        props.append(("Environment", ("as", [f"{k}={v}" for k, v in spec.environment.items()])))
+    if spec.network_namespace_path:
+        props.append(("NetworkNamespacePath", ("s", spec.network_namespace_path)))
+    if spec.service_type == "notify":
+        props.append(("NotifyAccess", ("s", "main")))
+    if spec.working_directory:
+        props.append(("WorkingDirectory", ("s", spec.working_directory)))
+    return props
+
+
+class Systemd:
+    """The system manager, over the D-Bus system bus."""
+
+    async def _call(self, address: DBusAddress, method: str, signature: str, body: tuple[Any, ...]) -> Any:
+        try:
+            async with open_dbus_router(bus="SYSTEM") as router:
+                reply = await router.send_and_get_reply(new_method_call(address, method, signature, body))
+            return unwrap_msg(reply)
+        except OSError as e:
+            raise HostOperationFailed(f"cannot reach systemd over D-Bus: {e}", method=method) from e
+        except DBusErrorResponse as e:
+            raise HostOperationFailed(f"systemd {method} failed: {e.name}: {e.data}", method=method) from e
+
+    async def start(self, spec: UnitSpec) -> None:
+        """Starts a transient service unit (fails if one of that name is loaded)."""
+        await self._call(_MANAGER, "StartTransientUnit", "ssa(sv)a(sa(sv))", (spec.name, "fail", _properties(spec), []))
+
+    async def stop(self, name: str) -> None:
+        """Stops a unit; a unit that is not loaded is already stopped."""
+        state = await self.state(name)
+        if state.load_state == "loaded" and state.active_state not in ("inactive", "failed"):
+            await self._call(_MANAGER, "StopUnit", "ss", (name, "replace"))
+        if state.active_state == "failed":
+            await self._call(_MANAGER, "ResetFailedUnit", "s", (name,))
+
+    async def kill(self, name: str, signal: int) -> None:
+        """Sends `signal` to the unit's main process."""
+        await self._call(_MANAGER, "KillUnit", "ssi", (name, "main", signal))
+
+    async def state(self, name: str) -> UnitState:
+        """The unit's state ("not-found"/"inactive" for a unit systemd does not know)."""
+        (path,) = await self._call(_MANAGER, "LoadUnit", "s", (name,))
+        unit = DBusAddress(path, bus_name=_SYSTEMD, interface="org.freedesktop.DBus.Properties")
+        (props,) = await self._call(unit, "GetAll", "s", (f"{_SYSTEMD}.Unit",))
+        (service,) = await self._call(unit, "GetAll", "s", (f"{_SYSTEMD}.Service",))
+        invocation = props.get("InvocationID", ("ay", b""))[1]
+        return UnitState(
+            name=name,
+            load_state=props["LoadState"][1],
+            active_state=props["ActiveState"][1],
+            sub_state=props["SubState"][1],
+            invocation_id=bytes(invocation).hex(),
+            main_pid=int(service.get("MainPID", ("u", 0))[1]),
+        )

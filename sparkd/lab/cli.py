@@ -1,0 +1,78 @@
+"""`sparkd lab up|status|exec|down`: the command line of the lab."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from sparkd.lab import lab
+
+
+def _up(args: argparse.Namespace) -> int:
+    try:
+        lab.up(args.nodes, args.bare)
+    except lab.LabError as e:
+        print(f"sparkd lab: {e}", file=sys.stderr)
+        return 1
+    head = lab.admin_socket("spark1")
+    print(f"\nlab up. Try:\n  sparkd lab exec spark1 -- sparkctl-client status\n"
+          f"  sparkctl-client --socket {head} peer status\n  sparkd lab down")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    lab.down()
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    state = lab.LabState.load()
+    if state is None:
+        print("no lab is up")
+        return 1
+    from sparkctl_client.client import Client, ClientError
+    from sparkctl_client.commands import render
+    from sparkd.v1 import status_service_pb2
+
+    for node in state.nodes:
+        client = Client(str(lab.admin_socket(node)), timeout=5)
+        try:
+            r = client.call(client.status.GetStatus, status_service_pb2.GetStatusRequest())
+            print(f"== {node} (socket {lab.admin_socket(node)})\n{render.node_line(r.node)}\n"
+                  f"{render.peers(list(r.peers))}\n{render.deployments(list(r.deployments))}\n")
+        except ClientError as e:
+            print(f"== {node}: sparkd does not answer: {e.message}\n")
+        finally:
+            client.close()
+    return 0
+
+
+def _exec(args: argparse.Namespace) -> int:
+    state = lab.LabState.load()
+    if state is None or args.node not in state.nodes:
+        print(f"sparkd lab: no lab node {args.node!r} (is the lab up?)", file=sys.stderr)
+        return 1
+    command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not command:
+        print("sparkd lab exec: give a command after --", file=sys.stderr)
+        return 2
+    env = dict(os.environ, SPARKD_SOCKET=str(lab.admin_socket(args.node)))
+    env["PATH"] = f"{os.path.dirname(sys.executable)}:{env.get('PATH', '/usr/bin:/bin')}"
+    os.execvpe("ip", ["ip", "netns", "exec", args.node, *command], env)
+    return 127  # not reached
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("lab", help="a simulated cluster of Sparks on this machine (root)")
+    verbs = p.add_subparsers(dest="verb", required=True)
+    up = verbs.add_parser("up", help="create the lab and return when it is ready")
+    up.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
+    up.add_argument("--bare", action="store_true", help="stop once the daemons answer (no link, no peers)")
+    up.set_defaults(func=_up)
+    verbs.add_parser("status", help="each node's status").set_defaults(func=_status)
+    e = verbs.add_parser("exec", help="run a command inside a node's namespace, SPARKD_SOCKET set")
+    e.add_argument("node")
+    e.add_argument("cmd", nargs=argparse.REMAINDER)
+    e.set_defaults(func=_exec)
+    verbs.add_parser("down", help="remove everything the lab created").set_defaults(func=_down)

@@ -1,0 +1,93 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Framework(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FRAMEWORK_UNSPECIFIED: _ClassVar[Framework]
+    FRAMEWORK_VLLM: _ClassVar[Framework]
+    FRAMEWORK_SGLANG: _ClassVar[Framework]
+    FRAMEWORK_TRTLLM: _ClassVar[Framework]
+    FRAMEWORK_COMMAND: _ClassVar[Framework]
+
+class DeploymentState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DEPLOYMENT_STATE_UNSPECIFIED: _ClassVar[DeploymentState]
+    DEPLOYMENT_STATE_PENDING: _ClassVar[DeploymentState]
+    DEPLOYMENT_STATE_STARTING: _ClassVar[DeploymentState]
+    DEPLOYMENT_STATE_READY: _ClassVar[DeploymentState]
+    DEPLOYMENT_STATE_FAILED: _ClassVar[DeploymentState]
+    DEPLOYMENT_STATE_STOPPING: _ClassVar[DeploymentState]
+FRAMEWORK_UNSPECIFIED: Framework
+FRAMEWORK_VLLM: Framework
+FRAMEWORK_SGLANG: Framework
+FRAMEWORK_TRTLLM: Framework
+FRAMEWORK_COMMAND: Framework
+DEPLOYMENT_STATE_UNSPECIFIED: DeploymentState
+DEPLOYMENT_STATE_PENDING: DeploymentState
+DEPLOYMENT_STATE_STARTING: DeploymentState
+DEPLOYMENT_STATE_READY: DeploymentState
+DEPLOYMENT_STATE_FAILED: DeploymentState
+DEPLOYMENT_STATE_STOPPING: DeploymentState
+
+class Parallelism(_message.Message):
+    __slots__ = ("pipeline", "tensor")
+    PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    TENSOR_FIELD_NUMBER: _ClassVar[int]
+    pipeline: int
+    tensor: int
+    def __init__(self, pipeline: _Optional[int] = ..., tensor: _Optional[int] = ...) -> None: ...
+
+class DeploymentSpec(_message.Message):
+    __slots__ = ("name", "framework", "model", "served_model_name", "parallelism", "port")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FRAMEWORK_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    SERVED_MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    PARALLELISM_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    framework: Framework
+    model: str
+    served_model_name: str
+    parallelism: Parallelism
+    port: int
+    def __init__(self, name: _Optional[str] = ..., framework: _Optional[_Union[Framework, str]] = ..., model: _Optional[str] = ..., served_model_name: _Optional[str] = ..., parallelism: _Optional[_Union[Parallelism, _Mapping]] = ..., port: _Optional[int] = ...) -> None: ...
+
+class DeploymentNode(_message.Message):
+    __slots__ = ("node_name", "rank", "address", "unit", "unit_active_state")
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    UNIT_ACTIVE_STATE_FIELD_NUMBER: _ClassVar[int]
+    node_name: str
+    rank: int
+    address: str
+    unit: str
+    unit_active_state: str
+    def __init__(self, node_name: _Optional[str] = ..., rank: _Optional[int] = ..., address: _Optional[str] = ..., unit: _Optional[str] = ..., unit_active_state: _Optional[str] = ...) -> None: ...
+
+class Deployment(_message.Message):
+    __slots__ = ("name", "spec", "state", "message", "nodes", "create_time")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    spec: DeploymentSpec
+    state: DeploymentState
+    message: str
+    nodes: _containers.RepeatedCompositeFieldContainer[DeploymentNode]
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., spec: _Optional[_Union[DeploymentSpec, _Mapping]] = ..., state: _Optional[_Union[DeploymentState, str]] = ..., message: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[DeploymentNode, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
