@@ -83,7 +83,11 @@ class HostConfigurator:
     async def observe(self) -> Observed:
         links = await self.netlink.links()
         twins = select_twins(self.sysfs.rdma_ports(), links, self.config.interconnect.mode)
-        return Observed(links, twins, self.sysroot.read_text(NCCL_CONF))
+        try:
+            nccl_conf = self.sysroot.read_text(NCCL_CONF)
+        except OSError:
+            nccl_conf = None  # unreadable (e.g. a directory): plan a rewrite; the write reports the error
+        return Observed(links, twins, nccl_conf)
 
     async def plan(self) -> list[HostAction]:
         return plan(self.config, await self.observe())
@@ -134,8 +138,8 @@ class HostConfigurator:
                 await self.netlink.set_up(a.target, a.desired == "up")
                 return HostAction(ActionKind.SET_LINK_UP, a.target, a.desired, a.current, "restore link state")
             case ActionKind.WRITE_FILE:
-                previous = self.sysroot.read_text(a.target)
                 try:
+                    previous = self.sysroot.read_text(a.target)
                     if a.desired == "absent":
                         self.sysroot.remove(a.target)
                     else:

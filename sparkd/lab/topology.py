@@ -28,17 +28,27 @@ def _veth(ns1: str, name1: str, ns2: str, name2: str, tmp: str) -> None:
         n.link("set", index=n.link_lookup(ifname=tmp)[0], ifname=name1)
 
 
+def _namespace(name: str) -> None:
+    netns.create(name)
+    with NetNS(name) as n:
+        n.link("set", index=n.link_lookup(ifname="lo")[0], state="up")
+
+
+def create_pair(a: str, b: str) -> None:
+    """Two namespaces cabled directly, twin to twin (one QSFP cable between two Sparks)."""
+    for name in (a, b):
+        _namespace(name)
+    _veth(a, TWIN_A, b, TWIN_A, f"{a[:10]}-ta")
+    _veth(a, TWIN_B, b, TWIN_B, f"{a[:10]}-tb")
+
+
 def create(nodes: list[str]) -> None:
     """Creates the namespaces and the cabling."""
-    for name in nodes + ([SWITCH_NS] if len(nodes) > 2 else []):
-        netns.create(name)
-        with NetNS(name) as n:
-            n.link("set", index=n.link_lookup(ifname="lo")[0], state="up")
     if len(nodes) == 2:
-        a, b = nodes
-        _veth(a, TWIN_A, b, TWIN_A, "sparklab-ta")
-        _veth(a, TWIN_B, b, TWIN_B, "sparklab-tb")
+        create_pair(*nodes)
         return
+    for name in [*nodes, SWITCH_NS]:
+        _namespace(name)
     with NetNS(SWITCH_NS) as sw:
         for bridge in ("brA", "brB"):
             sw.link("add", ifname=bridge, kind="bridge")
