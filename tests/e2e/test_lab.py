@@ -1,0 +1,163 @@
+"""The walking skeleton end to end, on a two-node lab (issue 2's "What it must show").
+
+Tests run in file order and share one lab: link and peers first, bad input, then the demo
+deployment, the daemon-kill re-adoption, and finally the leak check.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from sparkd.lab import lab as lab_mod
+from tests.conftest import LeakGuard
+from tests.e2e.conftest import ROOT, client, sparkd
+
+pytestmark = pytest.mark.usefixtures("lab")
+
+DEMO = ROOT / "examples/demo.yaml"
+
+
+def status(node: str) -> dict:  # type: ignore[type-arg]
+    r = client(node, "-o", "json", "status")
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+
+def unit_props(unit: str) -> dict[str, str]:
+    out = subprocess.run(["systemctl", "show", "-p", "ActiveState,InvocationID,MainPID", unit],
+                         capture_output=True, text=True, check=True).stdout
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def units(pattern: str) -> list[str]:
+    out = subprocess.run(["systemctl", "list-units", "--all", "--plain", "--no-legend", pattern],
+                         capture_output=True, text=True, check=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def wait_for(what: str, probe, timeout: float = 30):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.3)
+
+
+def test_spark1_link_addresses_mtu_and_nccl_conf() -> None:
+    out = subprocess.run(["ip", "-n", "spark1", "-j", "addr"], capture_output=True, text=True, check=True).stdout
+    links = {i["ifname"]: i for i in json.loads(out)}
+    for netdev, address in (("enp1s0f1np1", "192.168.100.1"), ("enP2p1s0f1np1", "192.168.101.1")):
+        assert links[netdev]["mtu"] == 9000
+        assert [(a["local"], a["prefixlen"]) for a in links[netdev]["addr_info"] if a["family"] == "inet"] == [
+            (address, 24)
+        ]
+    conf = (lab_mod.sysroot("spark1") / "etc/nccl.conf").read_text().splitlines()
+    settings = [line for line in conf if not line.startswith("#")]
+    assert settings == ["NCCL_SOCKET_IFNAME==enp1s0f1np1", "NCCL_IB_HCA==rocep1s0f1,roceP2p1s0f1"]
+
+
+def test_status_json_contract_and_peers_connected_both_ways() -> None:
+    head, worker = status("spark1"), status("spark2")
+    assert head["node"]["role"] == "NODE_ROLE_HEAD" and len(head["node"]["id"]) == 16
+    assert worker["node"]["role"] == "NODE_ROLE_WORKER" and worker["node"]["id"] != head["node"]["id"]
+    assert [(p["name"], p["state"]) for p in head["peers"]] == [("spark2", "PEER_STATE_CONNECTED")]
+    assert [(p["name"], p["state"]) for p in worker["peers"]] == [("spark1", "PEER_STATE_CONNECTED")]
+    assert head["peers"][0]["node_id"] == worker["node"]["id"]
+    # Every field present, also false, zero and empty ones.
+    assert head["peers"][0]["last_error"] == "" and head["deployments"] == []
+    port = next(p for p in head["node"]["ports"] if p["netdev"] == "enp1s0f0np0")
+    assert port["cabled"] is False and port["mtu"] == 0 and port["addresses"] == []
+    assert head["node"]["memory"]["total_bytes"] == str(127600748 * 1024)
+    assert head["node"]["gpus"][0]["name"] == "NVIDIA GB10"
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"framework": "ollama"}, "framework"),
+        ({"parallelism": {"pipeline": 0, "tensor": 1}}, "parallelism.pipeline"),
+        ({"replicas": 2}, "replicas"),
+        ({"model": None}, "model"),
+    ],
+)
+def test_bad_spec_refused_naming_the_field_and_nothing_started(tmp_path: Path, bad: dict, field: str) -> None:  # type: ignore[type-arg]
+    import yaml
+
+    doc = yaml.safe_load(DEMO.read_text())
+    doc.update(bad)
+    doc = {k: v for k, v in doc.items() if v is not None}
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(yaml.safe_dump(doc))
+    r = client("spark1", "deploy", "up", "-f", str(spec))
+    assert r.returncode == 1
+    assert "INVALID_ARGUMENT [ERROR_REASON_INVALID_SPEC]" in r.stderr and f"  {field}: " in r.stderr
+    assert units("sparkd-*-rank*.service") == []
+    assert json.loads(client("spark1", "-o", "json", "deploy", "list").stdout) == {"deployments": []}
+    assert not list((lab_mod.sysroot("spark1") / "var/lib/sparkd/deployments").glob("*.json"))
+
+
+def test_read_only_socket_refuses_changes_and_answers_reads() -> None:
+    ro = str(lab_mod.sysroot("spark1") / "run/sparkd/sparkd-ro.sock")
+    r = client("spark1", "--socket", ro, "deploy", "up", "-f", str(DEMO))
+    assert r.returncode == 1 and "PERMISSION_DENIED" in r.stderr
+    assert client("spark1", "--socket", ro, "status").returncode == 0
+    assert units("sparkd-*-rank*.service") == []
+
+
+def test_unreachable_daemon_exits_3_with_a_hint() -> None:
+    r = client("spark1", "--socket", "/nonexistent/sparkd.sock", "status")
+    assert r.returncode == 3 and "hint:" in r.stderr
+
+
+def test_demo_deploys_ready_and_answers_a_chat_through_the_head() -> None:
+    r = client("spark1", "-o", "json", "deploy", "up", "-f", str(DEMO), "--wait", "--timeout", "60")
+    assert r.returncode == 0, r.stderr
+    deployment = json.loads(r.stdout)["deployment"]
+    assert deployment["state"] == "DEPLOYMENT_STATE_READY"
+    assert [(n["node_name"], n["rank"], n["unit_active_state"]) for n in deployment["nodes"]] == [
+        ("spark1", 0, "active"), ("spark2", 1, "active")
+    ]
+    body = json.dumps({"model": "demo", "messages": [{"role": "user", "content": "hello"}]})
+    r = sparkd("lab", "exec", "spark2", "--", "curl", "-sf", "http://192.168.100.1:8000/v1/chat/completions",
+               "-H", "Content-Type: application/json", "-d", body)
+    assert r.returncode == 0, r.stderr
+    answer = json.loads(r.stdout)["choices"][0]["message"]["content"]
+    assert "stage 0 (192.168.100.1) -> stage 1 (192.168.100.2)" in answer
+    # The worker sees the deployment READY too (from the head's hellos).
+    wait_for("spark2 to see demo READY",
+             lambda: status("spark2")["deployments"][0]["state"] == "DEPLOYMENT_STATE_READY")
+
+
+@pytest.mark.parametrize(("node", "rank"), [("spark2", 1), ("spark1", 0)])
+def test_killed_daemon_leaves_unit_running_and_readopts_it(node: str, rank: int) -> None:
+    deployment_unit, daemon_unit = f"sparkd-demo-rank{rank}.service", lab_mod.daemon_unit(node)
+    before, daemon_before = unit_props(deployment_unit), unit_props(daemon_unit)
+    assert before["ActiveState"] == "active"
+    subprocess.run(["systemctl", "kill", "--signal=SIGKILL", daemon_unit], check=True)
+    wait_for(f"{daemon_unit} to be restarted", lambda: unit_props(daemon_unit)["InvocationID"]
+             != daemon_before["InvocationID"] and unit_props(daemon_unit)["ActiveState"] == "active")
+    wait_for(f"{node} to report demo READY",
+             lambda: [d["state"] for d in status(node)["deployments"]] == ["DEPLOYMENT_STATE_READY"])
+    after = unit_props(deployment_unit)
+    assert after["ActiveState"] == "active"
+    assert after["InvocationID"] == before["InvocationID"], "the deployment unit was restarted"
+    assert after["MainPID"] == before["MainPID"]
+
+
+def test_deploy_down_stops_every_node_part() -> None:
+    r = client("spark1", "deploy", "down", "demo")
+    assert r.returncode == 0, r.stderr
+    assert units("sparkd-demo-*.service") == []
+    assert status("spark1")["deployments"] == [] and status("spark2")["deployments"] == []
+
+
+def test_zz_no_packet_left_the_root_namespace(leak_guard: LeakGuard) -> None:
+    assert leak_guard.leaked() == 0
