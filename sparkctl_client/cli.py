@@ -17,8 +17,7 @@ from sparkd import __version__
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sparkctl-client", description="Client of the sparkd daemon")
     p.add_argument("--version", action="version", version=f"sparkctl-client {__version__}")
-    p.add_argument("--socket", default=None,
-                   help=f"admin socket (default $SPARKD_SOCKET or {default_socket()})")
+    p.add_argument("--socket", default=None, help=f"admin socket (default $SPARKD_SOCKET or {default_socket()})")
     p.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
     sub = p.add_subparsers(dest="noun", required=True)
     for module in (status, node, host, peer, deploy, version):
@@ -28,9 +27,12 @@ def parser() -> argparse.ArgumentParser:
 
 def _print_error(e: ClientError, socket_path: str) -> int:
     if e.unreachable:
-        print(f"sparkctl-client: cannot reach sparkd at {socket_path}: {e.message}\n"
-              "hint: is sparkd running (systemctl status sparkd)? Use --socket or SPARKD_SOCKET for another "
-              "socket; the admin socket needs root or the sparkd group.", file=sys.stderr)
+        print(
+            f"sparkctl-client: cannot reach sparkd at {socket_path}: {e.message}\n"
+            "hint: is sparkd running (systemctl status sparkd)? Use --socket or SPARKD_SOCKET for another "
+            "socket; the admin socket needs root or the sparkd group.",
+            file=sys.stderr,
+        )
         return exit_codes.UNREACHABLE
     reason = f" [{e.reason}]" if e.reason else ""
     print(f"sparkctl-client: {e.code.name}{reason}: {e.message}", file=sys.stderr)

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -19,7 +20,7 @@ from sparkd.v1 import (
 )
 
 DEFAULT_SOCKET = "/run/sparkd/sparkd.sock"
-T = TypeVar("T")
+M = TypeVar("M", bound=Message)
 
 
 def default_socket() -> str:
@@ -29,8 +30,14 @@ def default_socket() -> str:
 class ClientError(Exception):
     """A failed call: the gRPC code, the ErrorInfo reason and metadata, and the field violations."""
 
-    def __init__(self, code: grpc.StatusCode, message: str, reason: str = "",
-                 metadata: dict[str, str] | None = None, violations: list[tuple[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        reason: str = "",
+        metadata: dict[str, str] | None = None,
+        violations: list[tuple[str, str]] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code, self.message, self.reason = code, message, reason
         self.metadata = metadata or {}
@@ -72,8 +79,9 @@ class Client:
         self.deployments = deployment_service_pb2_grpc.DeploymentServiceStub(self.channel)
         self.status = status_service_pb2_grpc.StatusServiceStub(self.channel)
 
-    def call(self, method: Callable[..., T], request: Any, timeout: float | None = None) -> T:
-        """Calls `method`; raises ClientError (decoded) on failure."""
+    def call(self, method: Callable[..., Any], request: M, timeout: float | None = None) -> Any:
+        """Calls `method` (a stub method: untyped, generated) and returns its response message;
+        raises ClientError (decoded) on failure."""
         try:
             return method(request, timeout=timeout or self.timeout)
         except grpc.RpcError as e:

@@ -10,8 +10,7 @@ from google.protobuf.message import Message
 
 
 def to_json(message: Message) -> str:
-    return MessageToJson(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True,
-                         indent=2)
+    return MessageToJson(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True, indent=2)
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

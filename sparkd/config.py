@@ -18,6 +18,8 @@ from typing import Any
 from sparkd.errors import ConfigError
 
 CURRENT_VERSION = 1
+SUBNET_A = ipaddress.IPv4Network("192.168.100.0/24")
+SUBNET_B = ipaddress.IPv4Network("192.168.101.0/24")
 DEFAULT_PATH = "/etc/sparkd/sparkd.toml"
 
 
@@ -35,8 +37,8 @@ class InterconnectConfig:
     """The ConnectX-7 link: subnets per twin and MTU."""
 
     mode: str = "dual"  # "dual": both twins; "single": twin A only
-    subnet_a: ipaddress.IPv4Network = ipaddress.IPv4Network("192.168.100.0/24")
-    subnet_b: ipaddress.IPv4Network = ipaddress.IPv4Network("192.168.101.0/24")
+    subnet_a: ipaddress.IPv4Network = SUBNET_A
+    subnet_b: ipaddress.IPv4Network = SUBNET_B
     mtu: int = 9000
 
     def address(self, subnet: ipaddress.IPv4Network, index: int) -> ipaddress.IPv4Interface:
@@ -127,9 +129,7 @@ class _Reader:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True
         if not ok:
-            raise ConfigError(
-                self.path, self._name(key), f"must be a {kind.__name__}, got {type(value).__name__}"
-            )
+            raise ConfigError(self.path, self._name(key), f"must be a {kind.__name__}, got {type(value).__name__}")
         return value
 
     def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
@@ -182,8 +182,8 @@ def parse(text: str, path: str = "<config>") -> Config:
     ic = root.sub("interconnect")
     interconnect = InterconnectConfig(
         mode=ic.choice("mode", ("dual", "single"), "dual"),
-        subnet_a=ic.network("subnet_a", InterconnectConfig.subnet_a),
-        subnet_b=ic.network("subnet_b", InterconnectConfig.subnet_b),
+        subnet_a=ic.network("subnet_a", SUBNET_A),
+        subnet_b=ic.network("subnet_b", SUBNET_B),
         mtu=ic.get("mtu", int, 9000),
     )
     if not 1280 <= interconnect.mtu <= 9216:

@@ -59,14 +59,21 @@ class System:
         self.sysfs = Sysfs(sysroot)
         self.systemd = Systemd()
         self.host = HostConfigurator(config, sysroot, self.sysfs, self.netlink)
-        self.inventory = Inventory(config, self.identity, self.sysfs, self.netlink, Proc(sysroot),
-                                   _gpus(config, sysroot))
-        self.peers = PeerManager(config, self.identity, RouteGuard(self.netlink, self._twin_netdevs),
-                                 lambda: self.deployments.list())
-        self.deployments = DeploymentManager(config, DeploymentStore(sysroot, config.state_dir), self.systemd,
-                                             self.facts, self.peers)
-        self.peer_listener = PeerListener(RemotePeerServicer(self.peers, self.deployments), config.peer.port,
-                                          self._listen_addresses)
+        self.inventory = Inventory(
+            config, self.identity, self.sysfs, self.netlink, Proc(sysroot), _gpus(config, sysroot)
+        )
+        self.peers = PeerManager(
+            config,
+            self.identity,
+            RouteGuard(self.netlink, self._twin_netdevs),
+            lambda: self.deployments.list(),  # noqa: PLW0108 (built below)
+        )
+        self.deployments = DeploymentManager(
+            config, DeploymentStore(sysroot, config.state_dir), self.systemd, self.facts, self.peers
+        )
+        self.peer_listener = PeerListener(
+            RemotePeerServicer(self.peers, self.deployments), config.peer.port, self._listen_addresses
+        )
         self.servicers = Servicers(
             node=NodeServicer(self.inventory),
             host=HostServicer(self.host, self.peer_listener.ensure),
@@ -126,8 +133,15 @@ class System:
             run_heartbeat(self.peers, self.peer_listener.ensure, self.config.peer.heartbeat_s)
         )
         adopted = [d.spec.name for d in await self.deployments.list()]
-        log.info("sparkd.ready", version=__version__, node=self.config.node.name, role=self.config.node.role,
-                 node_id=self.identity.node_id, socket=str(self.admin_socket), deployments=adopted)
+        log.info(
+            "sparkd.ready",
+            version=__version__,
+            node=self.config.node.name,
+            role=self.config.node.role,
+            node_id=self.identity.node_id,
+            socket=str(self.admin_socket),
+            deployments=adopted,
+        )
         _notify(f"READY=1\nSTATUS=serving on {self.admin_socket}; {len(adopted)} deployment(s)")
         await stop.wait()
         _notify("STOPPING=1\nSTATUS=stopping")
@@ -135,7 +149,7 @@ class System:
         heartbeat.cancel()
         await self.peer_listener.stop()
         await self.peers.close()
-        await asyncio.gather(admin.stop(grace=2.0), ro.stop(grace=2.0))
+        await asyncio.gather(admin.grpc.stop(grace=2.0), ro.grpc.stop(grace=2.0))
         for path in (self.admin_socket, self.ro_socket):
             path.unlink(missing_ok=True)
 

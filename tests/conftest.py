@@ -56,8 +56,9 @@ class LeakGuard:
         return self.packets() - self.deliberate
 
     def packets(self) -> int:
-        out = subprocess.run(["nft", "-j", "list", "table", "inet", GUARD_TABLE], capture_output=True, text=True,
-                             check=True).stdout
+        out = subprocess.run(
+            ["nft", "-j", "list", "table", "inet", GUARD_TABLE], capture_output=True, text=True, check=True
+        ).stdout
         total = 0
         for item in json.loads(out)["nftables"]:
             for expr in item.get("rule", {}).get("expr", []):

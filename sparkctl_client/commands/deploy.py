@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from google.protobuf.message import Message
 
@@ -15,7 +16,7 @@ from sparkd.v1 import deployment_pb2, deployment_service_pb2
 
 def up(client: Client, args: argparse.Namespace) -> tuple[Message, str]:
     try:
-        text = sys.stdin.read() if args.file == "-" else open(args.file).read()
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
     except OSError as e:
         raise SystemExit(f"sparkctl-client: cannot read {args.file}: {e.strerror}") from e
     r = client.call(client.deployments.CreateDeployment, deployment_service_pb2.CreateDeploymentRequest(spec_yaml=text))
@@ -30,7 +31,9 @@ def wait(client: Client, name: str, timeout: float) -> deployment_pb2.Deployment
     deadline = time.monotonic() + timeout
     last = ""
     while True:
-        d = client.call(client.deployments.GetDeployment, deployment_service_pb2.GetDeploymentRequest(name=name)).deployment
+        d: deployment_pb2.Deployment = client.call(
+            client.deployments.GetDeployment, deployment_service_pb2.GetDeploymentRequest(name=name)
+        ).deployment
         state = deployment_pb2.DeploymentState.Name(d.state)
         if f"{state} {d.message}" != last:
             last = f"{state} {d.message}"
@@ -38,11 +41,16 @@ def wait(client: Client, name: str, timeout: float) -> deployment_pb2.Deployment
         if d.state == deployment_pb2.DEPLOYMENT_STATE_READY:
             return d
         if d.state == deployment_pb2.DEPLOYMENT_STATE_FAILED:
-            raise ClientError(_code("FAILED_PRECONDITION"), f"deployment {name} failed: {d.message}",
-                              "ERROR_REASON_PRECONDITION_FAILED")
+            raise ClientError(
+                _code("FAILED_PRECONDITION"),
+                f"deployment {name} failed: {d.message}",
+                "ERROR_REASON_PRECONDITION_FAILED",
+            )
         if time.monotonic() > deadline:
-            raise ClientError(_code("DEADLINE_EXCEEDED"), f"deployment {name} not READY after {timeout:.0f} s "
-                              f"(last state {state}: {d.message})")
+            raise ClientError(
+                _code("DEADLINE_EXCEEDED"),
+                f"deployment {name} not READY after {timeout:.0f} s (last state {state}: {d.message})",
+            )
         time.sleep(0.5)
 
 

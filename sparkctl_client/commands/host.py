@@ -14,9 +14,13 @@ from sparkd.v1 import host_service_pb2
 def _actions(actions: list[host_service_pb2.HostAction]) -> str:
     if not actions:
         return "no changes: the host is in the desired state"
-    return table(["ACTION", "TARGET", "DESCRIPTION"],
-                 [[host_service_pb2.HostActionKind.Name(a.kind).removeprefix("HOST_ACTION_KIND_"), a.target,
-                   a.description] for a in actions])
+    return table(
+        ["ACTION", "TARGET", "DESCRIPTION"],
+        [
+            [host_service_pb2.HostActionKind.Name(a.kind).removeprefix("HOST_ACTION_KIND_"), a.target, a.description]
+            for a in actions
+        ],
+    )
 
 
 def plan(client: Client, args: argparse.Namespace) -> tuple[Message, str]:

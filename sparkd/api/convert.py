@@ -29,8 +29,9 @@ def _ts(seconds: float) -> timestamp_pb2.Timestamp:
     return ts
 
 
-def role_to_proto(role: str) -> int:
-    return int(node_pb2.NodeRole.Value(f"NODE_ROLE_{role.upper()}")) if role else 0
+def role_to_proto(role: str) -> str:
+    """The proto enum value name (message constructors accept enum names)."""
+    return f"NODE_ROLE_{role.upper()}" if role else "NODE_ROLE_UNSPECIFIED"
 
 
 def role_from_proto(value: int) -> str:
@@ -52,7 +53,7 @@ def node_to_proto(n: NodeInfo) -> node_pb2.Node:
                 netdev=p.netdev,
                 rdma_device=p.rdma_device,
                 pci_address=p.pci_address,
-                twin=node_pb2.Twin.Value(f"TWIN_{p.twin}") if p.twin else 0,
+                twin=f"TWIN_{p.twin}" if p.twin else "TWIN_UNSPECIFIED",
                 cabled=p.cabled,
                 carrier=p.carrier,
                 operstate=p.operstate,
@@ -64,8 +65,9 @@ def node_to_proto(n: NodeInfo) -> node_pb2.Node:
             for p in n.ports
         ],
         gpus=[
-            node_pb2.Gpu(index=g.index, name=g.name, uuid=g.uuid, driver_version=g.driver_version,
-                         cuda_version=g.cuda_version)
+            node_pb2.Gpu(
+                index=g.index, name=g.name, uuid=g.uuid, driver_version=g.driver_version, cuda_version=g.cuda_version
+            )
             for g in n.gpus
         ],
         gpu_unavailable_reason=n.gpu_unavailable_reason,
@@ -75,7 +77,7 @@ def node_to_proto(n: NodeInfo) -> node_pb2.Node:
 
 def host_action_to_proto(a: HostAction) -> host_service_pb2.HostAction:
     return host_service_pb2.HostAction(
-        kind=host_service_pb2.HostActionKind.Value(f"HOST_ACTION_KIND_{a.kind.value}"),
+        kind=f"HOST_ACTION_KIND_{a.kind.value}",
         target=a.target,
         current=a.current,
         desired=a.desired,
@@ -89,7 +91,7 @@ def peer_to_proto(p: PeerInfo) -> peer_pb2.Peer:
         name=p.name,
         role=role_to_proto(p.role),
         address=p.address,
-        state=peer_pb2.PeerState.Value(f"PEER_STATE_{p.state.value}"),
+        state=f"PEER_STATE_{p.state.value}",
         sparkd_version=p.sparkd_version,
         last_seen_time=_ts(p.last_seen),
         rtt_us=p.rtt_us,
@@ -97,8 +99,8 @@ def peer_to_proto(p: PeerInfo) -> peer_pb2.Peer:
     )
 
 
-def state_to_proto(s: DeploymentState) -> int:
-    return int(deployment_pb2.DeploymentState.Value(f"DEPLOYMENT_STATE_{s.value}"))
+def state_to_proto(s: DeploymentState) -> str:
+    return f"DEPLOYMENT_STATE_{s.value}"
 
 
 def state_from_proto(value: int) -> DeploymentState | None:
@@ -110,7 +112,7 @@ def state_from_proto(value: int) -> DeploymentState | None:
 def spec_to_proto(s: DeploymentSpec) -> deployment_pb2.DeploymentSpec:
     return deployment_pb2.DeploymentSpec(
         name=s.name,
-        framework=deployment_pb2.Framework.Value(f"FRAMEWORK_{s.framework.name}"),
+        framework=f"FRAMEWORK_{s.framework.name}",
         model=s.model,
         served_model_name=s.served_model_name,
         parallelism=deployment_pb2.Parallelism(pipeline=s.pipeline, tensor=s.tensor),
@@ -141,8 +143,13 @@ def deployment_to_proto(d: DeploymentStatus) -> deployment_pb2.Deployment:
         state=state_to_proto(d.state),
         message=d.message,
         nodes=[
-            deployment_pb2.DeploymentNode(node_name=n.node_name, rank=n.rank, address=n.address, unit=n.unit,
-                                          unit_active_state=n.unit_active_state)
+            deployment_pb2.DeploymentNode(
+                node_name=n.node_name,
+                rank=n.rank,
+                address=n.address,
+                unit=n.unit,
+                unit_active_state=n.unit_active_state,
+            )
             for n in d.nodes
         ],
         create_time=_ts(d.create_time),

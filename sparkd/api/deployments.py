@@ -16,8 +16,9 @@ class DeploymentServicer(pb_grpc.DeploymentServiceServicer):  # type: ignore[mis
     def __init__(self, deployments: DeploymentManager) -> None:
         self.deployments = deployments
 
-    async def CreateDeployment(self, request: pb.CreateDeploymentRequest,
-                               context: grpc.aio.ServicerContext) -> pb.CreateDeploymentResponse:
+    async def CreateDeployment(
+        self, request: pb.CreateDeploymentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateDeploymentResponse:
         match request.WhichOneof("source"):
             case "spec":
                 spec = convert.spec_from_proto(request.spec)
@@ -28,20 +29,25 @@ class DeploymentServicer(pb_grpc.DeploymentServiceServicer):  # type: ignore[mis
         status = await self.deployments.create(spec)
         return pb.CreateDeploymentResponse(deployment=convert.deployment_to_proto(status))
 
-    async def GetDeployment(self, request: pb.GetDeploymentRequest,
-                            context: grpc.aio.ServicerContext) -> pb.GetDeploymentResponse:
+    async def GetDeployment(
+        self, request: pb.GetDeploymentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetDeploymentResponse:
         if not request.name:
             raise InvalidSpec.one("name", "required: the deployment's name")
-        return pb.GetDeploymentResponse(deployment=convert.deployment_to_proto(await self.deployments.get(request.name)))
+        return pb.GetDeploymentResponse(
+            deployment=convert.deployment_to_proto(await self.deployments.get(request.name))
+        )
 
-    async def ListDeployments(self, request: pb.ListDeploymentsRequest,
-                              context: grpc.aio.ServicerContext) -> pb.ListDeploymentsResponse:
+    async def ListDeployments(
+        self, request: pb.ListDeploymentsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListDeploymentsResponse:
         return pb.ListDeploymentsResponse(
             deployments=[convert.deployment_to_proto(d) for d in await self.deployments.list()]
         )
 
-    async def DeleteDeployment(self, request: pb.DeleteDeploymentRequest,
-                               context: grpc.aio.ServicerContext) -> pb.DeleteDeploymentResponse:
+    async def DeleteDeployment(
+        self, request: pb.DeleteDeploymentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteDeploymentResponse:
         if not request.name:
             raise InvalidSpec.one("name", "required: the deployment's name")
         return pb.DeleteDeploymentResponse(stopped_units=await self.deployments.delete(request.name))

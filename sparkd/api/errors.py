@@ -85,8 +85,10 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method = details.method
         behavior = handler.unary_unary
         if self.denied is not None and (refusal := self.denied(method)) is not None:
+
             async def refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 raise refusal
+
             behavior = refuse
         return grpc.unary_unary_rpc_method_handler(
             _wrap(behavior, method),

@@ -20,8 +20,7 @@ class HostServicer(pb_grpc.HostServiceServicer):  # type: ignore[misc]
         actions = await self.host.plan()
         return pb.PlanHostResponse(changed=bool(actions), actions=[convert.host_action_to_proto(a) for a in actions])
 
-    async def ApplyHost(self, request: pb.ApplyHostRequest,
-                        context: grpc.aio.ServicerContext) -> pb.ApplyHostResponse:
+    async def ApplyHost(self, request: pb.ApplyHostRequest, context: grpc.aio.ServicerContext) -> pb.ApplyHostResponse:
         actions, verified = await self.host.apply(dry_run=request.dry_run)
         if not request.dry_run:
             await self.after_apply()

@@ -18,7 +18,9 @@ class NodeServicer(pb_grpc.NodeServiceServicer):  # type: ignore[misc]
     async def GetNode(self, request: pb.GetNodeRequest, context: grpc.aio.ServicerContext) -> pb.GetNodeResponse:
         return pb.GetNodeResponse(node=convert.node_to_proto(await self.inventory.node()))
 
-    async def GetVersion(self, request: pb.GetVersionRequest,
-                         context: grpc.aio.ServicerContext) -> pb.GetVersionResponse:
-        return pb.GetVersionResponse(version=__version__, api_revision=API_REVISION,
-                                     peer_protocol_version=PEER_PROTOCOL_VERSION)
+    async def GetVersion(
+        self, request: pb.GetVersionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetVersionResponse:
+        return pb.GetVersionResponse(
+            version=__version__, api_revision=API_REVISION, peer_protocol_version=PEER_PROTOCOL_VERSION
+        )

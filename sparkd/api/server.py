@@ -39,11 +39,13 @@ from sparkd.v1 import (
 )
 
 #: Methods that change the node; refused on the read-only socket.
-MUTATING = frozenset({
-    "/sparkd.v1.HostService/ApplyHost",
-    "/sparkd.v1.DeploymentService/CreateDeployment",
-    "/sparkd.v1.DeploymentService/DeleteDeployment",
-})
+MUTATING = frozenset(
+    {
+        "/sparkd.v1.HostService/ApplyHost",
+        "/sparkd.v1.DeploymentService/CreateDeployment",
+        "/sparkd.v1.DeploymentService/DeleteDeployment",
+    }
+)
 
 SERVICE_NAMES = [
     node_service_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name,
@@ -71,7 +73,15 @@ def _read_only(method: str) -> SparkdError | None:
     return None
 
 
-def build_server(servicers: Servicers, read_only: bool) -> grpc.aio.Server:
+@dataclass
+class ApiServer:
+    """A gRPC server and its health servicer (marked SERVING once bound)."""
+
+    grpc: grpc.aio.Server
+    health: health.aio.HealthServicer
+
+
+def build_server(servicers: Servicers, read_only: bool) -> ApiServer:
     server = grpc.aio.server(interceptors=[ErrorInterceptor(_read_only if read_only else None)])
     node_service_pb2_grpc.add_NodeServiceServicer_to_server(servicers.node, server)
     host_service_pb2_grpc.add_HostServiceServicer_to_server(servicers.host, server)
@@ -81,8 +91,7 @@ def build_server(servicers: Servicers, read_only: bool) -> grpc.aio.Server:
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(SERVICE_NAMES, server)
-    server.health = health_servicer  # type: ignore[attr-defined]
-    return server
+    return ApiServer(server, health_servicer)
 
 
 def _group_id(name: str) -> int:
@@ -99,17 +108,16 @@ def prepare_socket_dir(path: Path, group: str) -> None:
     os.chown(path, -1, _group_id(group))
 
 
-async def serve_unix(server: grpc.aio.Server, socket_path: Path, mode: int, group: str) -> None:
-    """Binds `server` to `socket_path` with `mode` and starts it."""
+async def serve_unix(api: ApiServer, socket_path: Path, mode: int, group: str) -> None:
+    """Binds the server to `socket_path` with `mode`, starts it, and marks it SERVING."""
     prepare_socket_dir(socket_path.parent, group)
     old = os.umask(0o177)  # the socket is born 0600 and widened below: never briefly too open
     try:
-        server.add_insecure_port(f"unix:{socket_path}")
+        api.grpc.add_insecure_port(f"unix:{socket_path}")
     finally:
         os.umask(old)
-    await server.start()
+    await api.grpc.start()
     os.chown(socket_path, -1, _group_id(group))
     os.chmod(socket_path, mode)
-    for name in SERVICE_NAMES[:5]:
-        await server.health.set(name, health_pb2.HealthCheckResponse.SERVING)  # type: ignore[attr-defined]
-    await server.health.set("", health_pb2.HealthCheckResponse.SERVING)  # type: ignore[attr-defined]
+    for name in [*SERVICE_NAMES[:5], ""]:
+        await api.health.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -223,7 +223,11 @@ class DeploymentManager:
         name = record.spec.name
         nodes: list[NodeStatus] = []
         for part in record.parts:
-            active = own.active_state if part.rank == 0 else (self.cluster.worker_unit_state(part.node_id, name) or "unknown")
+            active = (
+                own.active_state
+                if part.rank == 0
+                else (self.cluster.worker_unit_state(part.node_id, name) or "unknown")
+            )
             nodes.append(NodeStatus(part.node_name, part.rank, part.address, part.unit, active))
         if not own.running:
             state, message = DeploymentState.FAILED, f"unit {record.unit} is {own.active_state}"
@@ -231,7 +235,9 @@ class DeploymentManager:
             dead = [n for n in nodes if n.unit_active_state in ("failed", "inactive")]
             if dead:
                 state = DeploymentState.FAILED
-                message = f"rank {dead[0].rank} unit {dead[0].unit} on {dead[0].node_name} is {dead[0].unit_active_state}"
+                message = (
+                    f"rank {dead[0].rank} unit {dead[0].unit} on {dead[0].node_name} is {dead[0].unit_active_state}"
+                )
             elif await http_status("127.0.0.1", record.spec.port, "/health") == 200:
                 state, message = DeploymentState.READY, f"serving on port {record.spec.port}"
             else:
@@ -247,5 +253,6 @@ class DeploymentManager:
             (log.warning if state is DeploymentState.FAILED else log.info)(
                 "deployment.state_changed", deployment=name, state=state.value, reason=message
             )
-        return DeploymentStatus(record.spec, state, message, tuple(nodes), record.create_time, record.unit,
-                                own.active_state)
+        return DeploymentStatus(
+            record.spec, state, message, tuple(nodes), record.create_time, record.unit, own.active_state
+        )

@@ -55,22 +55,45 @@ def plan(config: Config, observed: Observed) -> list[HostAction]:
     for netdev, address in desired_addresses(config, observed.twins).items():
         link = observed.links[netdev]
         if link.mtu != ic.mtu:
-            actions.append(HostAction(ActionKind.SET_MTU, netdev, str(link.mtu), str(ic.mtu),
-                                      f"set MTU of {netdev} from {link.mtu} to {ic.mtu}"))
+            actions.append(
+                HostAction(
+                    ActionKind.SET_MTU,
+                    netdev,
+                    str(link.mtu),
+                    str(ic.mtu),
+                    f"set MTU of {netdev} from {link.mtu} to {ic.mtu}",
+                )
+            )
         for stale in link.addresses:
             if stale != address and any(stale.ip in net for net in managed):
-                actions.append(HostAction(ActionKind.REMOVE_ADDRESS, netdev, str(stale), "",
-                                          f"remove stale interconnect address {stale} from {netdev}"))
+                actions.append(
+                    HostAction(
+                        ActionKind.REMOVE_ADDRESS,
+                        netdev,
+                        str(stale),
+                        "",
+                        f"remove stale interconnect address {stale} from {netdev}",
+                    )
+                )
         if address not in link.addresses:
-            actions.append(HostAction(ActionKind.ADD_ADDRESS, netdev, "", str(address),
-                                      f"add address {address} to {netdev}"))
+            actions.append(
+                HostAction(ActionKind.ADD_ADDRESS, netdev, "", str(address), f"add address {address} to {netdev}")
+            )
         if not link.admin_up:
             actions.append(HostAction(ActionKind.SET_LINK_UP, netdev, "down", "up", f"set {netdev} up"))
     content = render_nccl_conf(nccl_env(observed.twins))
     current = observed.nccl_conf
     if current is None or current.encode() != content:
-        actions.append(HostAction(ActionKind.WRITE_FILE, NCCL_CONF, "absent" if current is None else "differs",
-                                  "rendered", f"write {NCCL_CONF} (NCCL_SOCKET_IFNAME, NCCL_IB_HCA)", content))
+        actions.append(
+            HostAction(
+                ActionKind.WRITE_FILE,
+                NCCL_CONF,
+                "absent" if current is None else "differs",
+                "rendered",
+                f"write {NCCL_CONF} (NCCL_SOCKET_IFNAME, NCCL_IB_HCA)",
+                content,
+            )
+        )
     return actions
 
 
@@ -105,7 +128,8 @@ class HostConfigurator:
             remaining = await self.plan()
             if remaining:
                 raise VerifyFailed(
-                    "host apply did not verify: " + "; ".join(a.description for a in remaining)
+                    "host apply did not verify: "
+                    + "; ".join(a.description for a in remaining)
                     + ". The change was rolled back.",
                 )
         except Exception:
@@ -148,6 +172,7 @@ class HostConfigurator:
                     raise HostOperationFailed(f"cannot write {a.target}: {e.strerror}", path=a.target) from e
                 if previous is None:
                     return HostAction(ActionKind.WRITE_FILE, a.target, "rendered", "absent", "remove written file")
-                return HostAction(ActionKind.WRITE_FILE, a.target, "rendered", "previous", "restore file",
-                                  previous.encode())
+                return HostAction(
+                    ActionKind.WRITE_FILE, a.target, "rendered", "previous", "restore file", previous.encode()
+                )
         raise AssertionError(a.kind)

@@ -17,8 +17,9 @@ from sparkd.model.node import NodeInfo, PortInfo
 class Inventory:
     """Builds NodeInfo from the host adapters."""
 
-    def __init__(self, config: Config, identity: Identity, sysfs: Sysfs, netlink: Netlink, proc: Proc,
-                 gpus: Gpus) -> None:
+    def __init__(
+        self, config: Config, identity: Identity, sysfs: Sysfs, netlink: Netlink, proc: Proc, gpus: Gpus
+    ) -> None:
         self.config, self.identity = config, identity
         self.sysfs, self.netlink, self.proc, self.gpus = sysfs, netlink, proc, gpus
 
@@ -34,19 +35,21 @@ class Inventory:
         ports = []
         for p in rdma:
             link = links.get(p.netdev)
-            ports.append(PortInfo(
-                netdev=p.netdev,
-                rdma_device=p.rdma_device,
-                pci_address=p.pci_address,
-                twin=twin_of.get(p.netdev, ""),
-                cabled=p.function in cabled and link is not None,
-                carrier=bool(link and link.carrier),
-                operstate=link.operstate if link else "ABSENT",
-                mtu=link.mtu if link else 0,
-                addresses=link.addresses if link else (),
-                rate_gbps=p.rate_gbps,
-                rdma_state=p.state,
-            ))
+            ports.append(
+                PortInfo(
+                    netdev=p.netdev,
+                    rdma_device=p.rdma_device,
+                    pci_address=p.pci_address,
+                    twin=twin_of.get(p.netdev, ""),
+                    cabled=p.function in cabled and link is not None,
+                    carrier=bool(link and link.carrier),
+                    operstate=link.operstate if link else "ABSENT",
+                    mtu=link.mtu if link else 0,
+                    addresses=link.addresses if link else (),
+                    rate_gbps=p.rate_gbps,
+                    rdma_state=p.state,
+                )
+            )
         gpus, reason = self.gpus.gpus()
         return NodeInfo(
             node_id=self.identity.node_id,

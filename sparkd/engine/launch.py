@@ -37,15 +37,25 @@ def unit_name(deployment: str, rank: int) -> str:
 
 def vllm_argv(spec: DeploymentSpec, a: Assignment, venv: str) -> list[str]:
     argv = [
-        f"{venv.rstrip('/')}/bin/vllm", "serve", spec.model,
-        "--served-model-name", spec.served_model_name,
-        "--tensor-parallel-size", str(spec.tensor),
-        "--pipeline-parallel-size", str(spec.pipeline),
-        "--distributed-executor-backend", "mp",
-        "--nnodes", str(a.nnodes),
-        "--node-rank", str(a.rank),
-        "--master-addr", a.master_addr,
-        "--master-port", str(a.master_port),
+        f"{venv.rstrip('/')}/bin/vllm",
+        "serve",
+        spec.model,
+        "--served-model-name",
+        spec.served_model_name,
+        "--tensor-parallel-size",
+        str(spec.tensor),
+        "--pipeline-parallel-size",
+        str(spec.pipeline),
+        "--distributed-executor-backend",
+        "mp",
+        "--nnodes",
+        str(a.nnodes),
+        "--node-rank",
+        str(a.rank),
+        "--master-addr",
+        a.master_addr,
+        "--master-port",
+        str(a.master_port),
     ]
     if a.rank == 0:
         argv += ["--host", "0.0.0.0", "--port", str(spec.port)]

@@ -16,11 +16,7 @@ from sparkd.model.inventory import LinkState, RdmaPort, Twins
 
 def cabled_functions(ports: list[RdmaPort], links: Mapping[str, LinkState]) -> list[int]:
     """PCI functions (cages) with a live link, in order."""
-    live = {
-        p.function
-        for p in ports
-        if p.netdev in links and (p.state == "ACTIVE" or links[p.netdev].carrier)
-    }
+    live = {p.function for p in ports if p.netdev in links and (p.state == "ACTIVE" or links[p.netdev].carrier)}
     return sorted(live)
 
 

@@ -44,8 +44,11 @@ class NvmlGpus:
             result = []
             for i in range(pynvml.nvmlDeviceGetCount()):
                 h = pynvml.nvmlDeviceGetHandleByIndex(i)
-                result.append(GpuInfo(i, _text(pynvml.nvmlDeviceGetName(h)), _text(pynvml.nvmlDeviceGetUUID(h)),
-                                      driver, cuda_text))
+                result.append(
+                    GpuInfo(
+                        i, _text(pynvml.nvmlDeviceGetName(h)), _text(pynvml.nvmlDeviceGetUUID(h)), driver, cuda_text
+                    )
+                )
             return result, "" if result else "NVML reports no GPU"
         except pynvml.NVMLError as e:
             return [], f"NVML query failed: {e}"

@@ -47,9 +47,7 @@ class Netlink:
             addrs = await _collect(await ipr.addr("dump", family=socket.AF_INET))
         by_index: dict[int, list[ipaddress.IPv4Interface]] = {}
         for a in addrs:
-            by_index.setdefault(a["index"], []).append(
-                ipaddress.IPv4Interface(f"{a.get('address')}/{a['prefixlen']}")
-            )
+            by_index.setdefault(a["index"], []).append(ipaddress.IPv4Interface(f"{a.get('address')}/{a['prefixlen']}"))
         result = {}
         for link in links:
             name = link.get("ifname")

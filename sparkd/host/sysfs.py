@@ -15,12 +15,12 @@ from sparkd.model.inventory import RdmaPort
 
 
 def parse_state(text: str) -> str:
-    """"4: ACTIVE\\n" -> "ACTIVE"."""
+    """ "4: ACTIVE\\n" -> "ACTIVE"."""
     return text.strip().partition(": ")[2] or text.strip()
 
 
 def parse_rate_gbps(text: str) -> int:
-    """"200 Gb/sec (4X HDR)\\n" -> 200; "2.5 Gb/sec (1X SDR)" -> 2."""
+    """ "200 Gb/sec (4X HDR)\\n" -> 200; "2.5 Gb/sec (1X SDR)" -> 2."""
     first = text.strip().split(" ", 1)[0]
     try:
         return int(float(first))

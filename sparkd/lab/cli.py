@@ -16,8 +16,10 @@ def _up(args: argparse.Namespace) -> int:
         print(f"sparkd lab: {e}", file=sys.stderr)
         return 1
     head = lab.admin_socket("spark1")
-    print(f"\nlab up. Try:\n  sparkd lab exec spark1 -- sparkctl-client status\n"
-          f"  sparkctl-client --socket {head} peer status\n  sparkd lab down")
+    print(
+        f"\nlab up. Try:\n  sparkd lab exec spark1 -- sparkctl-client status\n"
+        f"  sparkctl-client --socket {head} peer status\n  sparkd lab down"
+    )
     return 0
 
 
@@ -39,8 +41,10 @@ def _status(args: argparse.Namespace) -> int:
         client = Client(str(lab.admin_socket(node)), timeout=5)
         try:
             r = client.call(client.status.GetStatus, status_service_pb2.GetStatusRequest())
-            print(f"== {node} (socket {lab.admin_socket(node)})\n{render.node_line(r.node)}\n"
-                  f"{render.peers(list(r.peers))}\n{render.deployments(list(r.deployments))}\n")
+            print(
+                f"== {node} (socket {lab.admin_socket(node)})\n{render.node_line(r.node)}\n"
+                f"{render.peers(list(r.peers))}\n{render.deployments(list(r.deployments))}\n"
+            )
         except ClientError as e:
             print(f"== {node}: sparkd does not answer: {e.message}\n")
         finally:

@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -81,7 +82,7 @@ role = "{role}"
 index = {index}
 
 [frameworks]
-vllm_venv = "{LAB_DIR / 'frameworks/vllm'}"
+vllm_venv = "{LAB_DIR / "frameworks/vllm"}"
 
 [units]
 network_namespace_path = "/run/netns/{node}"
@@ -111,7 +112,7 @@ def _daemon_unit_spec(node: str) -> UnitSpec:
     )
 
 
-def _wait(what: str, timeout: float, probe: callable) -> None:  # type: ignore[valid-type]
+def _wait(what: str, timeout: float, probe: Callable[[], object]) -> None:
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
@@ -121,11 +122,13 @@ def _wait(what: str, timeout: float, probe: callable) -> None:  # type: ignore[v
         except ClientError as e:
             last = e.message
         time.sleep(0.2)
-    raise LabError(f"timed out after {timeout:.0f} s waiting for {what}{': ' + last if last else ''}; "
-                   "see `journalctl -u 'sparkd-lab-*'`, then `sparkd lab down`")
+    raise LabError(
+        f"timed out after {timeout:.0f} s waiting for {what}{': ' + last if last else ''}; "
+        "see `journalctl -u 'sparkd-lab-*'`, then `sparkd lab down`"
+    )
 
 
-def up(n: int, bare: bool, log: callable = print) -> LabState:  # type: ignore[valid-type]
+def up(n: int, bare: bool, log: Callable[[str], None] = print) -> LabState:
     """Creates an n-node lab and returns once it is ready (see `sparkd lab up --help`)."""
     if os.geteuid() != 0:
         raise LabError("the lab needs root (network namespaces and systemd units)")
@@ -157,7 +160,11 @@ def up(n: int, bare: bool, log: callable = print) -> LabState:  # type: ignore[v
         asyncio.run(systemd.start(_daemon_unit_spec(node)))
     clients = {node: Client(str(admin_socket(node))) for node in state.nodes}
     for node, client in clients.items():
-        _wait(f"sparkd on {node}", 30, lambda c=client: c.call(c.node.GetVersion, node_service_pb2.GetVersionRequest(), timeout=2))
+
+        def answers(c: Client = client) -> object:
+            return c.call(c.node.GetVersion, node_service_pb2.GetVersionRequest(), timeout=2)
+
+        _wait(f"sparkd on {node}", 30, answers)
     log(f"daemons answer ({time.monotonic() - t0:.1f} s)")
     if bare:
         return state
@@ -170,14 +177,14 @@ def up(n: int, bare: bool, log: callable = print) -> LabState:  # type: ignore[v
 
     def peers_connected() -> bool:
         peers = head.call(head.peers.ListPeers, peer_service_pb2.ListPeersRequest()).peers
-        return sum(p.state == peer_pb2.PEER_STATE_CONNECTED for p in peers) == n - 1
+        return bool(sum(p.state == peer_pb2.PEER_STATE_CONNECTED for p in peers) == n - 1)
 
     _wait("the workers to connect to the head", 30, peers_connected)
     log(f"peers connected; lab ready in {time.monotonic() - t0:.1f} s")
     return state
 
 
-def down(log: callable = print) -> None:  # type: ignore[valid-type]
+def down(log: Callable[[str], None] = print) -> None:
     """Removes everything the lab created: units, processes, namespaces, sandbox, files."""
     state = LabState.load() or LabState()
     systemd = Systemd()

@@ -23,7 +23,54 @@ log = structlog.get_logger(__name__)
 
 CGROUP = Path("/sys/fs/cgroup/unified/sparkd-lab")
 PRIVATE = Path("/run/systemd/private")
-MASKED = ["systemd-tmpfiles-setup.service", "systemd-tmpfiles-setup-dev.service", "systemd-tmpfiles-clean.timer", "systemd-tmpfiles-clean.service", "systemd-udevd.service", "systemd-udevd-control.socket", "systemd-udevd-kernel.socket", "systemd-udev-trigger.service", "systemd-udev-settle.service", "systemd-hwdb-update.service", "systemd-sysctl.service", "systemd-binfmt.service", "proc-sys-fs-binfmt_misc.automount", "proc-sys-fs-binfmt_misc.mount", "systemd-modules-load.service", "kmod-static-nodes.service", "systemd-remount-fs.service", "systemd-sysusers.service", "systemd-update-utmp.service", "systemd-update-utmp-runlevel.service", "systemd-random-seed.service", "systemd-machine-id-commit.service", "systemd-firstboot.service", "systemd-repart.service", "systemd-pcrphase.service", "systemd-pcrphase-sysinit.service", "systemd-journal-flush.service", "systemd-journald-audit.socket", "sys-kernel-debug.mount", "sys-kernel-tracing.mount", "sys-kernel-config.mount", "sys-fs-fuse-connections.mount", "dev-hugepages.mount", "dev-mqueue.mount", "systemd-pstore.service", "systemd-timesyncd.service", "systemd-ask-password-console.path", "ldconfig.service", "apt-daily.timer", "apt-daily-upgrade.timer", "dpkg-db-backup.timer", "e2scrub_all.timer", "e2scrub_reap.service", "fstrim.timer", "man-db.timer", "systemd-journald-dev-log.socket"]
+MASKED = [
+    "systemd-tmpfiles-setup.service",
+    "systemd-tmpfiles-setup-dev.service",
+    "systemd-tmpfiles-clean.timer",
+    "systemd-tmpfiles-clean.service",
+    "systemd-udevd.service",
+    "systemd-udevd-control.socket",
+    "systemd-udevd-kernel.socket",
+    "systemd-udev-trigger.service",
+    "systemd-udev-settle.service",
+    "systemd-hwdb-update.service",
+    "systemd-sysctl.service",
+    "systemd-binfmt.service",
+    "proc-sys-fs-binfmt_misc.automount",
+    "proc-sys-fs-binfmt_misc.mount",
+    "systemd-modules-load.service",
+    "kmod-static-nodes.service",
+    "systemd-remount-fs.service",
+    "systemd-sysusers.service",
+    "systemd-update-utmp.service",
+    "systemd-update-utmp-runlevel.service",
+    "systemd-random-seed.service",
+    "systemd-machine-id-commit.service",
+    "systemd-firstboot.service",
+    "systemd-repart.service",
+    "systemd-pcrphase.service",
+    "systemd-pcrphase-sysinit.service",
+    "systemd-journal-flush.service",
+    "systemd-journald-audit.socket",
+    "sys-kernel-debug.mount",
+    "sys-kernel-tracing.mount",
+    "sys-kernel-config.mount",
+    "sys-fs-fuse-connections.mount",
+    "dev-hugepages.mount",
+    "dev-mqueue.mount",
+    "systemd-pstore.service",
+    "systemd-timesyncd.service",
+    "systemd-ask-password-console.path",
+    "ldconfig.service",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "dpkg-db-backup.timer",
+    "e2scrub_all.timer",
+    "e2scrub_reap.service",
+    "fstrim.timer",
+    "man-db.timer",
+    "systemd-journald-dev-log.socket",
+]
 TARGET = """[Unit]
 Description=sparkd lab systemd sandbox
 Wants=dbus.socket dbus.service systemd-journald.socket systemd-journald.service
@@ -31,7 +78,27 @@ After=dbus.socket dbus.service systemd-journald.service
 AllowIsolate=yes
 """
 # What the sandboxed systemd and dbus create in the shared /run.
-LEFTOVERS = ["/run/systemd/system", "/run/systemd/notify", "/run/systemd/transient", "/run/systemd/units", "/run/systemd/journal", "/run/systemd/generator", "/run/systemd/generator.early", "/run/systemd/generator.late", "/run/systemd/inaccessible", "/run/systemd/container", "/run/systemd/io.system.ManagedOOM", "/run/systemd/systemd-units-load", "/run/systemd/userdb", "/run/systemd/incoming", "/run/systemd/inhibit", "/run/systemd/propagate", "/run/systemd/unit-root", "/run/dbus/system_bus_socket", "/run/log/journal"]
+LEFTOVERS = [
+    "/run/systemd/system",
+    "/run/systemd/notify",
+    "/run/systemd/transient",
+    "/run/systemd/units",
+    "/run/systemd/journal",
+    "/run/systemd/generator",
+    "/run/systemd/generator.early",
+    "/run/systemd/generator.late",
+    "/run/systemd/inaccessible",
+    "/run/systemd/container",
+    "/run/systemd/io.system.ManagedOOM",
+    "/run/systemd/systemd-units-load",
+    "/run/systemd/userdb",
+    "/run/systemd/incoming",
+    "/run/systemd/inhibit",
+    "/run/systemd/propagate",
+    "/run/systemd/unit-root",
+    "/run/dbus/system_bus_socket",
+    "/run/log/journal",
+]
 
 
 def needed() -> bool:
@@ -72,10 +139,25 @@ def up(unit_dir: Path) -> int:
         (CGROUP / "cgroup.procs").write_text(str(os.getpid()))
 
     proc = subprocess.Popen(
-        ["unshare", "--cgroup", "--pid", "--fork", "--mount", "--mount-proc", "--propagation", "slave",
-         "--", "/bin/sh", "-c", inner],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True, preexec_fn=enter_cgroup,
+        [
+            "unshare",
+            "--cgroup",
+            "--pid",
+            "--fork",
+            "--mount",
+            "--mount-proc",
+            "--propagation",
+            "slave",
+            "--",
+            "/bin/sh",
+            "-c",
+            inner,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=enter_cgroup,  # noqa: PLW1509 (single-threaded here)
     )
     deadline = time.monotonic() + 20
     state = ""

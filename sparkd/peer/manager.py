@@ -49,8 +49,9 @@ class PeerManager:
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.head_address = str(config.node_address(0).ip)
         if config.node.role == "worker":
-            self._peers[self.head_address] = PeerInfo(address=self.head_address, state=PeerState.CONNECTING,
-                                                      role="head")
+            self._peers[self.head_address] = PeerInfo(
+                address=self.head_address, state=PeerState.CONNECTING, role="head"
+            )
 
     # --- identity and summaries ---------------------------------------------------------------
 
@@ -67,8 +68,12 @@ class PeerManager:
 
     async def summaries(self) -> list[pb.DeploymentSummary]:
         return [
-            pb.DeploymentSummary(name=d.spec.name, state=convert.state_to_proto(d.state), unit=d.unit,
-                                 unit_active_state=d.unit_active_state)
+            pb.DeploymentSummary(
+                name=d.spec.name,
+                state=convert.state_to_proto(d.state),
+                unit=d.unit,
+                unit_active_state=d.unit_active_state,
+            )
             for d in await self.deployments()
         ]
 
@@ -129,8 +134,9 @@ class PeerManager:
             },
         )
         if previous is None or previous.state is not PeerState.CONNECTED:
-            log.info("peer.connected", peer=info.name, address=address, node_id=info.node_id,
-                     version=info.sparkd_version)
+            log.info(
+                "peer.connected", peer=info.name, address=address, node_id=info.node_id, version=info.sparkd_version
+            )
         self._peers[address] = info
 
     # --- the head's side ----------------------------------------------------------------------
@@ -147,7 +153,7 @@ class PeerManager:
                 peer=node.name,
             )
         expected = str(self.config.node_address(node.index).ip)
-        if node.role != convert.role_to_proto("worker") or node.index < 1 or node.address != expected:
+        if convert.role_from_proto(node.role) != "worker" or node.index < 1 or node.address != expected:
             raise PreconditionFailed(
                 f"hello from {node.name} claims role {node.role}, index {node.index}, address {node.address}; "
                 f"a worker with index {node.index} must use {expected}",
@@ -173,8 +179,9 @@ class PeerManager:
 
     async def start_part(self, node_id: str, spec: DeploymentSpec, assignment: Assignment) -> str:
         peer = self._by_id(node_id)
-        request = pb.StartPartRequest(spec=convert.spec_to_proto(spec),
-                                      assignment=convert.assignment_to_proto(assignment))
+        request = pb.StartPartRequest(
+            spec=convert.spec_to_proto(spec), assignment=convert.assignment_to_proto(assignment)
+        )
         response = await self._call(peer, "StartPart", request, START_TIMEOUT_S)
         # Fresh evidence until the worker's next hello reports the unit itself.
         peer.deployments[spec.name] = PeerDeployment(None, response.unit, response.unit_active_state)
@@ -191,8 +198,9 @@ class PeerManager:
         try:
             return await getattr(stub, method)(request, timeout=timeout)  # type: ignore[no-any-return]
         except grpc.aio.AioRpcError as e:
-            raise PeerUnavailable(f"{method} on {peer.name} ({peer.address}) failed: {e.code().name}: {e.details()}",
-                                  peer=peer.name) from e
+            raise PeerUnavailable(
+                f"{method} on {peer.name} ({peer.address}) failed: {e.code().name}: {e.details()}", peer=peer.name
+            ) from e
 
     def worker_unit_state(self, node_id: str, name: str) -> str:
         for p in self._peers.values():

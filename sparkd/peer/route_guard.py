@@ -22,8 +22,8 @@ class RouteGuard:
         if ifname is None or ifname not in allowed:
             raise RouteNotOnInterconnect(
                 f"refusing to dial {address}: the kernel routes it via {ifname or 'no interface'}, not the "
-                f"interconnect ({', '.join(sorted(allowed)) or 'no twin configured'}); run `sparkctl-client host apply` "
-                "and check the cable",
+                f"interconnect ({', '.join(sorted(allowed)) or 'no twin configured'}); "
+                "run `sparkctl-client host apply` and check the cable",
                 address=address,
                 ifname=ifname or "",
             )

@@ -24,7 +24,7 @@ log = structlog.get_logger(__name__)
 
 
 def caller_ip(context: grpc.aio.ServicerContext) -> str:
-    """"ipv4:192.168.100.2:41234" -> "192.168.100.2"."""
+    """ "ipv4:192.168.100.2:41234" -> "192.168.100.2"."""
     peer = str(context.peer())
     if peer.startswith("ipv4:"):
         return peer[5:].rsplit(":", 1)[0]
@@ -40,8 +40,9 @@ class PeerServicer(pb_grpc.PeerServiceServicer):  # type: ignore[misc]
     def _from_head(self, context: grpc.aio.ServicerContext) -> None:
         ip = caller_ip(context)
         if ip != self.peers.head_address:
-            raise PermissionDenied(f"only the head ({self.peers.head_address}) may start or stop parts; "
-                                   f"call came from {ip}", peer=ip)
+            raise PermissionDenied(
+                f"only the head ({self.peers.head_address}) may start or stop parts; call came from {ip}", peer=ip
+            )
 
     async def Hello(self, request: pb.HelloRequest, context: grpc.aio.ServicerContext) -> pb.HelloResponse:
         return await self.peers.handle_hello(request, caller_ip(context))

@@ -24,8 +24,9 @@ def _guard(leak_guard: LeakGuard) -> None:
 
 def sparkd(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Runs `sparkd ARGS...` (this checkout's) and captures its output."""
-    return subprocess.run([sys.executable, "-m", "sparkd", *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "sparkd", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
 
 
 def client(node: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

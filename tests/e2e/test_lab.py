@@ -29,14 +29,22 @@ def status(node: str) -> dict:  # type: ignore[type-arg]
 
 
 def unit_props(unit: str) -> dict[str, str]:
-    out = subprocess.run(["systemctl", "show", "-p", "ActiveState,InvocationID,MainPID", unit],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["systemctl", "show", "-p", "ActiveState,InvocationID,MainPID", unit],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
 def units(pattern: str) -> list[str]:
-    out = subprocess.run(["systemctl", "list-units", "--all", "--plain", "--no-legend", pattern],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["systemctl", "list-units", "--all", "--plain", "--no-legend", pattern],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
@@ -123,17 +131,30 @@ def test_demo_deploys_ready_and_answers_a_chat_through_the_head() -> None:
     deployment = json.loads(r.stdout)["deployment"]
     assert deployment["state"] == "DEPLOYMENT_STATE_READY"
     assert [(n["node_name"], n["rank"], n["unit_active_state"]) for n in deployment["nodes"]] == [
-        ("spark1", 0, "active"), ("spark2", 1, "active")
+        ("spark1", 0, "active"),
+        ("spark2", 1, "active"),
     ]
     body = json.dumps({"model": "demo", "messages": [{"role": "user", "content": "hello"}]})
-    r = sparkd("lab", "exec", "spark2", "--", "curl", "-sf", "http://192.168.100.1:8000/v1/chat/completions",
-               "-H", "Content-Type: application/json", "-d", body)
+    r = sparkd(
+        "lab",
+        "exec",
+        "spark2",
+        "--",
+        "curl",
+        "-sf",
+        "http://192.168.100.1:8000/v1/chat/completions",
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        body,
+    )
     assert r.returncode == 0, r.stderr
     answer = json.loads(r.stdout)["choices"][0]["message"]["content"]
     assert "stage 0 (192.168.100.1) -> stage 1 (192.168.100.2)" in answer
     # The worker sees the deployment READY too (from the head's hellos).
-    wait_for("spark2 to see demo READY",
-             lambda: status("spark2")["deployments"][0]["state"] == "DEPLOYMENT_STATE_READY")
+    wait_for(
+        "spark2 to see demo READY", lambda: status("spark2")["deployments"][0]["state"] == "DEPLOYMENT_STATE_READY"
+    )
 
 
 @pytest.mark.parametrize(("node", "rank"), [("spark2", 1), ("spark1", 0)])
@@ -142,10 +163,17 @@ def test_killed_daemon_leaves_unit_running_and_readopts_it(node: str, rank: int)
     before, daemon_before = unit_props(deployment_unit), unit_props(daemon_unit)
     assert before["ActiveState"] == "active"
     subprocess.run(["systemctl", "kill", "--signal=SIGKILL", daemon_unit], check=True)
-    wait_for(f"{daemon_unit} to be restarted", lambda: unit_props(daemon_unit)["InvocationID"]
-             != daemon_before["InvocationID"] and unit_props(daemon_unit)["ActiveState"] == "active")
-    wait_for(f"{node} to report demo READY",
-             lambda: [d["state"] for d in status(node)["deployments"]] == ["DEPLOYMENT_STATE_READY"])
+    wait_for(
+        f"{daemon_unit} to be restarted",
+        lambda: (
+            unit_props(daemon_unit)["InvocationID"] != daemon_before["InvocationID"]
+            and unit_props(daemon_unit)["ActiveState"] == "active"
+        ),
+    )
+    wait_for(
+        f"{node} to report demo READY",
+        lambda: [d["state"] for d in status(node)["deployments"]] == ["DEPLOYMENT_STATE_READY"],
+    )
     after = unit_props(deployment_unit)
     assert after["ActiveState"] == "active"
     assert after["InvocationID"] == before["InvocationID"], "the deployment unit was restarted"

@@ -50,7 +50,11 @@ def test_bare_lab_answers_then_down_leaves_nothing() -> None:
         assert plan["changed"] is True and len(plan["actions"]) == 7
         # `lab exec` passes output and exit code through.
         r = sparkd("lab", "exec", "spark1", "--", "sh", "-c", "echo in-$SPARKD_SOCKET; exit 7")
-        assert r.returncode == 7 and r.stdout.startswith("in-") and r.stdout.strip().endswith("spark1/root/run/sparkd/sparkd.sock")
+        assert (
+            r.returncode == 7
+            and r.stdout.startswith("in-")
+            and r.stdout.strip().endswith("spark1/root/run/sparkd/sparkd.sock")
+        )
     finally:
         assert sparkd("lab", "down").returncode == 0
     assert leftovers() == []

@@ -29,8 +29,11 @@ def configurator(ns: str, root: Path, index: int) -> HostConfigurator:
 def ip_addr(ns: str) -> dict[str, tuple[int, list[str], str]]:
     out = subprocess.run(["ip", "-n", ns, "-j", "addr"], capture_output=True, text=True, check=True).stdout
     return {
-        i["ifname"]: (i["mtu"], [f"{a['local']}/{a['prefixlen']}" for a in i["addr_info"] if a["family"] == "inet"],
-                      i["operstate"])
+        i["ifname"]: (
+            i["mtu"],
+            [f"{a['local']}/{a['prefixlen']}" for a in i["addr_info"] if a["family"] == "inet"],
+            i["operstate"],
+        )
         for i in json.loads(out)
     }
 

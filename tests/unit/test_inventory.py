@@ -56,8 +56,11 @@ def test_cabled_cage_detected_per_node_from_carrier() -> None:
         RdmaPort("rocep1s0f1", "enp1s0f1np1", "0000:01:00.1", 40, "DOWN"),
         RdmaPort("roceP2p1s0f0", "enP2p1s0f0np0", "0002:01:00.0", 200, "DOWN"),
     ]
-    links = {"enp1s0f0np0": link("enp1s0f0np0", True), "enp1s0f1np1": link("enp1s0f1np1"),
-             "enP2p1s0f0np0": link("enP2p1s0f0np0", True)}
+    links = {
+        "enp1s0f0np0": link("enp1s0f0np0", True),
+        "enp1s0f1np1": link("enp1s0f1np1"),
+        "enP2p1s0f0np0": link("enP2p1s0f0np0", True),
+    }
     twins = select_twins(ports, links)
     assert (twins.a.netdev, twins.b and twins.b.netdev) == ("enp1s0f0np0", "enP2p1s0f0np0")
 

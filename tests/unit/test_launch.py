@@ -11,8 +11,10 @@ from sparkd.lab.standins import vllm as standin
 from sparkd.model.deployment import Assignment, DeploymentSpec, Framework
 from sparkd.model.inventory import RdmaPort, Twins
 
-TWINS = Twins(RdmaPort("rocep1s0f1", "enp1s0f1np1", "0000:01:00.1", 200, "ACTIVE"),
-              RdmaPort("roceP2p1s0f1", "enP2p1s0f1np1", "0002:01:00.1", 200, "ACTIVE"))
+TWINS = Twins(
+    RdmaPort("rocep1s0f1", "enp1s0f1np1", "0000:01:00.1", 200, "ACTIVE"),
+    RdmaPort("roceP2p1s0f1", "enP2p1s0f1np1", "0002:01:00.1", 200, "ACTIVE"),
+)
 SPEC = DeploymentSpec("demo", Framework.VLLM, "/models/demo", "demo", pipeline=2, tensor=1, port=8000)
 
 
@@ -24,10 +26,29 @@ def test_head_argv_and_env() -> None:
     unit = plan_unit(SPEC, Assignment(0, 2, "192.168.100.1", 29501), facts("192.168.100.1"))
     assert unit.name == "sparkd-demo-rank0.service"
     assert list(unit.argv) == [
-        "/opt/vllm/bin/vllm", "serve", "/models/demo", "--served-model-name", "demo",
-        "--tensor-parallel-size", "1", "--pipeline-parallel-size", "2", "--distributed-executor-backend", "mp",
-        "--nnodes", "2", "--node-rank", "0", "--master-addr", "192.168.100.1", "--master-port", "29501",
-        "--host", "0.0.0.0", "--port", "8000",
+        "/opt/vllm/bin/vllm",
+        "serve",
+        "/models/demo",
+        "--served-model-name",
+        "demo",
+        "--tensor-parallel-size",
+        "1",
+        "--pipeline-parallel-size",
+        "2",
+        "--distributed-executor-backend",
+        "mp",
+        "--nnodes",
+        "2",
+        "--node-rank",
+        "0",
+        "--master-addr",
+        "192.168.100.1",
+        "--master-port",
+        "29501",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8000",
     ]
     assert unit.environment == {
         "VLLM_HOST_IP": "192.168.100.1",

@@ -12,7 +12,9 @@ ROOT = Path(__file__).parents[2]
 
 
 def test_generated_code_is_not_stale(tmp_path: Path) -> None:
-    subprocess.run([str(ROOT / ".ci/gen-protos"), str(tmp_path)], check=True, env={**os.environ, "PYTHON": sys.executable})
+    subprocess.run(
+        [str(ROOT / ".ci/gen-protos"), str(tmp_path)], check=True, env={**os.environ, "PYTHON": sys.executable}
+    )
     for package in ("sparkd/v1", "sparkd/peer/v1"):
         fresh = sorted(p.name for p in (tmp_path / package).iterdir())
         committed = sorted(p.name for p in (ROOT / package).iterdir() if p.suffix in (".py", ".pyi"))

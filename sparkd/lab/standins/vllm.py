@@ -96,13 +96,16 @@ class Line:
 
 
 def run_worker(args: argparse.Namespace, host_ip: str) -> None:
-    log(f"Launching vLLM (v{VERSION}) headless multiproc executor, with head node address "
-        f"{args.master_addr}:{args.master_port} for torch.distributed process group.")
+    log(
+        f"Launching vLLM (v{VERSION}) headless multiproc executor, with head node address "
+        f"{args.master_addr}:{args.master_port} for torch.distributed process group."
+    )
     deadline = time.monotonic() + 300
     while True:
         try:
-            sock = socket.create_connection((args.master_addr, args.master_port), timeout=5,
-                                            source_address=(host_ip, 0))
+            sock = socket.create_connection(
+                (args.master_addr, args.master_port), timeout=5, source_address=(host_ip, 0)
+            )
             break
         except OSError:
             if time.monotonic() > deadline:
@@ -175,15 +178,23 @@ def run_head(args: argparse.Namespace, host_ip: str) -> None:
             stages = forward(prompt)
             route = " -> ".join(f"stage {s['stage']} ({s['host_ip']})" for s in stages)
             text = f"Hello from the sparkd lab: your prompt passed pipeline {route}."
-            self._json(200, {
-                "id": f"chatcmpl-lab-{int(time.time() * 1000)}",
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": name,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": len(prompt.split()), "completion_tokens": len(text.split()),
-                          "total_tokens": len(prompt.split()) + len(text.split())},
-            })
+            self._json(
+                200,
+                {
+                    "id": f"chatcmpl-lab-{int(time.time() * 1000)}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": name,
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    ],
+                    "usage": {
+                        "prompt_tokens": len(prompt.split()),
+                        "completion_tokens": len(text.split()),
+                        "total_tokens": len(prompt.split()) + len(text.split()),
+                    },
+                },
+            )
 
         def log_message(self, format: str, *a: Any) -> None:
             log(format % a)
