@@ -7,6 +7,7 @@ deployment, the daemon-kill re-adoption, and finally the leak check.
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -112,6 +113,26 @@ def test_bad_spec_refused_naming_the_field_and_nothing_started(tmp_path: Path, b
     assert not list((lab_mod.sysroot("spark1") / "var/lib/sparkd/deployments").glob("*.json"))
 
 
+def test_sockets_key_and_standard_services() -> None:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    run = lab_mod.sysroot("spark1") / "run/sparkd"
+    assert stat.S_IMODE(run.stat().st_mode) == 0o750
+    assert stat.S_IMODE((run / "sparkd.sock").stat().st_mode) == 0o660
+    assert stat.S_ISSOCK((run / "sparkd.sock").stat().st_mode)
+    key = lab_mod.sysroot("spark1") / "var/lib/sparkd/node.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    with grpc.insecure_channel(f"unix:{run / 'sparkd.sock'}") as channel:
+        check = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+        assert check.status == health_pb2.HealthCheckResponse.SERVING
+        reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
+        reply = next(reflect.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
+        names = {s.name for s in reply.list_services_response.service}
+        assert {"sparkd.v1.StatusService", "sparkd.v1.DeploymentService", "grpc.health.v1.Health"} <= names
+
+
 def test_read_only_socket_refuses_changes_and_answers_reads() -> None:
     ro = str(lab_mod.sysroot("spark1") / "run/sparkd/sparkd-ro.sock")
     r = client("spark1", "--socket", ro, "deploy", "up", "-f", str(DEMO))
@@ -161,6 +182,7 @@ def test_demo_deploys_ready_and_answers_a_chat_through_the_head() -> None:
 def test_killed_daemon_leaves_unit_running_and_readopts_it(node: str, rank: int) -> None:
     deployment_unit, daemon_unit = f"sparkd-demo-rank{rank}.service", lab_mod.daemon_unit(node)
     before, daemon_before = unit_props(deployment_unit), unit_props(daemon_unit)
+    node_id = status(node)["node"]["id"]
     assert before["ActiveState"] == "active"
     subprocess.run(["systemctl", "kill", "--signal=SIGKILL", daemon_unit], check=True)
     wait_for(
@@ -178,6 +200,7 @@ def test_killed_daemon_leaves_unit_running_and_readopts_it(node: str, rank: int)
     assert after["ActiveState"] == "active"
     assert after["InvocationID"] == before["InvocationID"], "the deployment unit was restarted"
     assert after["MainPID"] == before["MainPID"]
+    assert status(node)["node"]["id"] == node_id, "the node key must survive a restart"
 
 
 def test_deploy_down_stops_every_node_part() -> None:
