@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jeepney import DBusAddress, DBusErrorResponse, new_method_call
-from jeepney.io.asyncio import open_dbus_router, unwrap_msg
+from jeepney.io.asyncio import DBusConnection, DBusRouter, RouterClosed, open_dbus_connection, unwrap_msg
 
 from sparkd.errors import HostOperationFailed
 
@@ -75,17 +75,48 @@ def _properties(spec: UnitSpec) -> list[tuple[str, tuple[str, Any]]]:
 
 
 class Systemd:
-    """The system manager, over the D-Bus system bus."""
+    """The system manager, over the D-Bus system bus.
+
+    One connection is opened on first use and kept (a D-Bus connection costs an auth handshake);
+    it is reopened once if the bus dropped it (e.g. dbus restarted).
+    """
+
+    def __init__(self) -> None:
+        self._router: DBusRouter | None = None
+        self._connection: DBusConnection | None = None
+
+    async def _get_router(self) -> DBusRouter:
+        if self._router is None:
+            self._connection = await open_dbus_connection(bus="SYSTEM")
+            self._router = DBusRouter(self._connection)
+        return self._router
+
+    async def close(self) -> None:
+        if self._router is not None and self._connection is not None:
+            await self._router.__aexit__(None, None, None)
+            await self._connection.close()
+        self._router = self._connection = None
 
     async def _call(self, address: DBusAddress, method: str, signature: str, body: tuple[Any, ...]) -> Any:
+        message = new_method_call(address, method, signature, body)
+        for attempt in (1, 2):
+            try:
+                reply = await (await self._get_router()).send_and_get_reply(message)
+                return unwrap_msg(reply)
+            except (OSError, RouterClosed) as e:
+                await self._drop()
+                if attempt == 2:
+                    raise HostOperationFailed(f"cannot reach systemd over D-Bus: {e}", method=method) from e
+                message = new_method_call(address, method, signature, body)
+            except DBusErrorResponse as e:
+                raise HostOperationFailed(f"systemd {method} failed: {e.name}: {e.data}", method=method) from e
+        raise AssertionError("unreachable")
+
+    async def _drop(self) -> None:
         try:
-            async with open_dbus_router(bus="SYSTEM") as router:
-                reply = await router.send_and_get_reply(new_method_call(address, method, signature, body))
-            return unwrap_msg(reply)
-        except OSError as e:
-            raise HostOperationFailed(f"cannot reach systemd over D-Bus: {e}", method=method) from e
-        except DBusErrorResponse as e:
-            raise HostOperationFailed(f"systemd {method} failed: {e.name}: {e.data}", method=method) from e
+            await self.close()
+        except Exception:
+            self._router = self._connection = None
 
     async def start(self, spec: UnitSpec) -> None:
         """Starts a transient service unit (fails if one of that name is loaded)."""

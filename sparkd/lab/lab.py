@@ -112,6 +112,24 @@ def _daemon_unit_spec(node: str) -> UnitSpec:
     )
 
 
+async def _start_units(specs: list[UnitSpec]) -> None:
+    systemd = Systemd()
+    try:
+        for spec in specs:
+            await systemd.start(spec)
+    finally:
+        await systemd.close()
+
+
+async def _stop_units(names: list[str]) -> None:
+    systemd = Systemd()
+    try:
+        for name in names:
+            await systemd.stop(name)
+    finally:
+        await systemd.close()
+
+
 def _wait(what: str, timeout: float, probe: Callable[[], object]) -> None:
     deadline = time.monotonic() + timeout
     last = ""
@@ -151,13 +169,12 @@ def up(n: int, bare: bool, log: Callable[[str], None] = print) -> LabState:
     topology.create(state.nodes)
     log(f"namespaces and twins up: {', '.join(state.nodes)}")
     _write_standins()
-    systemd = Systemd()
     for index, node in enumerate(state.nodes):
         fixtures.write_node_fixtures(sysroot(node), index)
         (node_dir(node) / "sparkd.toml").write_text(_config(node, index))
         state.units.append(daemon_unit(node))
         state.save()
-        asyncio.run(systemd.start(_daemon_unit_spec(node)))
+        asyncio.run(_start_units([_daemon_unit_spec(node)]))
     clients = {node: Client(str(admin_socket(node))) for node in state.nodes}
     for node, client in clients.items():
 
@@ -187,16 +204,14 @@ def up(n: int, bare: bool, log: Callable[[str], None] = print) -> LabState:
 def down(log: Callable[[str], None] = print) -> None:
     """Removes everything the lab created: units, processes, namespaces, sandbox, files."""
     state = LabState.load() or LabState()
-    systemd = Systemd()
     if state.units and not state.sandbox_pid:
-        # A real systemd outlives the lab: stop the daemons and their deployment units one by one.
-        for node in state.nodes:
-            for record in sorted((sysroot(node) / "var/lib/sparkd/deployments").glob("*.json")):
-                unit = json.loads(record.read_text()).get("unit", "")
-                if unit:
-                    asyncio.run(systemd.stop(unit))
-        for unit in state.units:
-            asyncio.run(systemd.stop(unit))
+        # A real systemd outlives the lab: stop the deployment units, then the daemons.
+        deployments = [
+            json.loads(record.read_text()).get("unit", "")
+            for node in state.nodes
+            for record in sorted((sysroot(node) / "var/lib/sparkd/deployments").glob("*.json"))
+        ]
+        asyncio.run(_stop_units([u for u in deployments if u] + state.units))
     if state.sandbox_pid:
         sandbox.down(state.sandbox_pid)  # ends every unit and process inside it
     topology.destroy(state.namespaces or state.nodes)
