@@ -179,11 +179,11 @@ class DeploymentManager:
     # --- every node ---------------------------------------------------------------------------
 
     async def start_part(self, spec: DeploymentSpec, assignment: Assignment) -> UnitState:
-        """Starts this node's part (on a worker: asked by the head). Idempotent."""
+        """Starts this worker's part, as the head asked through the peer API. Idempotent."""
+        if self.is_head:
+            raise PreconditionFailed("the head starts its own part; only workers take parts from the peer API")
         async with self._lock:
-            unit = unit_name(spec.name, assignment.rank)
-            if self.store.load(spec.name) is None or not self.is_head:
-                self.store.save(DeploymentRecord(spec, assignment, unit, (), time.time()))
+            self.store.save(DeploymentRecord(spec, assignment, unit_name(spec.name, assignment.rank), (), time.time()))
             return await self._start_local(spec, assignment)
 
     async def _start_local(self, spec: DeploymentSpec, assignment: Assignment) -> UnitState:

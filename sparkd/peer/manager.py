@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import grpc
 import structlog
@@ -193,10 +194,10 @@ class PeerManager:
         response = await self._call(peer, "StopPart", pb.StopPartRequest(name=name), START_TIMEOUT_S)
         return str(response.unit)
 
-    async def _call(self, peer: PeerInfo, method: str, request: object, timeout: float) -> pb.StartPartResponse:
+    async def _call(self, peer: PeerInfo, method: str, request: object, timeout: float) -> Any:
         stub = await self._stub(peer.address)
         try:
-            return await getattr(stub, method)(request, timeout=timeout)  # type: ignore[no-any-return]
+            return await getattr(stub, method)(request, timeout=timeout)
         except grpc.aio.AioRpcError as e:
             raise PeerUnavailable(
                 f"{method} on {peer.name} ({peer.address}) failed: {e.code().name}: {e.details()}", peer=peer.name
