@@ -73,6 +73,19 @@ def test_spark1_link_addresses_mtu_and_nccl_conf() -> None:
     assert settings == ["NCCL_SOCKET_IFNAME==enp1s0f1np1", "NCCL_IB_HCA==rocep1s0f1,roceP2p1s0f1"]
 
 
+def test_host_apply_again_changes_nothing() -> None:
+    for node in ("spark1", "spark2"):
+        r = client(node, "-o", "json", "host", "apply")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout) == {"changed": False, "actions": [], "verified": True}
+
+
+def test_lab_status_shows_every_node() -> None:
+    r = sparkd("lab", "status")
+    assert r.returncode == 0, r.stderr
+    assert "== spark1" in r.stdout and "== spark2" in r.stdout and "CONNECTED" in r.stdout
+
+
 def test_status_json_contract_and_peers_connected_both_ways() -> None:
     head, worker = status("spark1"), status("spark2")
     assert head["node"]["role"] == "NODE_ROLE_HEAD" and len(head["node"]["id"]) == 16
@@ -131,6 +144,15 @@ def test_sockets_key_and_standard_services() -> None:
         reply = next(reflect.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])))
         names = {s.name for s in reply.list_services_response.service}
         assert {"sparkd.v1.StatusService", "sparkd.v1.DeploymentService", "grpc.health.v1.Health"} <= names
+
+
+def test_more_ranks_than_nodes_is_a_failed_precondition(tmp_path: Path) -> None:
+    spec = tmp_path / "big.yaml"
+    spec.write_text(DEMO.read_text().replace("pipeline: 2", "pipeline: 3"))
+    r = client("spark1", "deploy", "up", "-f", str(spec))
+    assert r.returncode == 4, r.stderr
+    assert "needs 3 nodes" in r.stderr and "only 2 are connected" in r.stderr
+    assert units("sparkd-*-rank*.service") == []
 
 
 def test_read_only_socket_refuses_changes_and_answers_reads() -> None:
@@ -201,6 +223,17 @@ def test_killed_daemon_leaves_unit_running_and_readopts_it(node: str, rank: int)
     assert after["InvocationID"] == before["InvocationID"], "the deployment unit was restarted"
     assert after["MainPID"] == before["MainPID"]
     assert status(node)["node"]["id"] == node_id, "the node key must survive a restart"
+
+
+def test_a_dead_rank_shows_as_failed_with_evidence() -> None:
+    # The worker's engine dies: the head's engine notices (as vLLM does) and the deployment turns FAILED.
+    subprocess.run(["systemctl", "kill", "--signal=SIGKILL", "sparkd-demo-rank1.service"], check=True)
+    failed = wait_for(
+        "demo to turn FAILED",
+        lambda: [d for d in status("spark1")["deployments"] if d["state"] == "DEPLOYMENT_STATE_FAILED"],
+    )
+    assert "rank" in failed[0]["message"] or "sparkd-demo-rank0.service" in failed[0]["message"]
+    assert unit_props("sparkd-demo-rank1.service")["ActiveState"] == "failed"
 
 
 def test_deploy_down_stops_every_node_part() -> None:
