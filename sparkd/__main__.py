@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import dataclasses
 import sys
+from typing import Any
 
 from sparkd import __version__
 from sparkd.errors import ConfigError
@@ -29,19 +30,33 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _daemon_options(p: argparse.ArgumentParser, with_defaults: bool) -> None:
+    """The daemon's options, accepted before or after `run`. Only the top level sets defaults, so a
+    value given before `run` is not reset by the subcommand's parser."""
+
+    def default(value: str) -> Any:
+        return value if with_defaults else argparse.SUPPRESS
+
+    p.add_argument("--config", default=default("/etc/sparkd/sparkd.toml"), help="config file (TOML)")
+    p.add_argument("--sysroot", default=default(""), help="prefix for every host file sparkd reads or writes")
+    p.add_argument("--log-format", default=default(""), choices=["auto", "console", "json", "journal"])
+
+
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparkd", description="sparkd: one LLM across several DGX Sparks")
     parser.add_argument("--version", action="version", version=f"sparkd {__version__}")
     sub = parser.add_subparsers(dest="command")
     run = sub.add_parser("run", help="run the daemon (the default)")
-    for p in (parser, run):
-        p.add_argument("--config", default="/etc/sparkd/sparkd.toml", help="config file (TOML)")
-        p.add_argument("--sysroot", default="", help="prefix for every host file sparkd reads or writes")
-        p.add_argument("--log-format", choices=["auto", "console", "json", "journal"], default="")
+    _daemon_options(parser, with_defaults=True)
+    _daemon_options(run, with_defaults=False)
     from sparkd.lab.cli import add_parser as add_lab
 
     add_lab(sub)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     if args.command == "lab":
         return int(args.func(args))
     return _run(args)

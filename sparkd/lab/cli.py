@@ -6,10 +6,12 @@ import argparse
 import os
 import sys
 
+from sparkd import log
 from sparkd.lab import lab
 
 
 def _up(args: argparse.Namespace) -> int:
+    log.configure("console")
     try:
         lab.up(args.nodes, args.bare)
     except lab.LabError as e:
@@ -24,6 +26,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
+    log.configure("console")
     lab.down()
     return 0
 
