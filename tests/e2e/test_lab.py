@@ -126,6 +126,19 @@ def test_bad_spec_refused_naming_the_field_and_nothing_started(tmp_path: Path, b
     assert not list((lab_mod.sysroot("spark1") / "var/lib/sparkd/deployments").glob("*.json"))
 
 
+def test_daemons_notify_ready_and_status_to_systemd() -> None:
+    for node in ("spark1", "spark2"):
+        out = subprocess.run(
+            ["systemctl", "show", "-p", "Type,ActiveState,StatusText", lab_mod.daemon_unit(node)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        props = dict(line.split("=", 1) for line in out.splitlines())
+        assert props["Type"] == "notify" and props["ActiveState"] == "active"
+        assert props["StatusText"].startswith("serving on ")
+
+
 def test_sockets_key_and_standard_services() -> None:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
