@@ -20,7 +20,7 @@ import structlog
 from sparkd.config import Config
 from sparkd.engine.launch import MASTER_PORT, LocalFacts, plan_unit, unit_name
 from sparkd.engine.store import DeploymentStore
-from sparkd.errors import AlreadyExists, NotFound, NotSupported, PreconditionFailed
+from sparkd.errors import AlreadyExists, NotFound, NotSupported, PeerUnavailable, PreconditionFailed
 from sparkd.host.http import http_status
 from sparkd.host.systemd import Systemd, UnitState
 from sparkd.model.deployment import (
@@ -164,14 +164,28 @@ class DeploymentManager:
         return Assignment(rank=rank, nnodes=spec.world_size, master_addr=master, master_port=MASTER_PORT)
 
     async def delete(self, name: str) -> list[str]:
-        """Stops the deployment on every node (workers first) and forgets it."""
+        """Stops the deployment on every node (workers first) and forgets it.
+
+        A worker that cannot be reached keeps the record (so `deploy down` can be retried when it is
+        back); everything reachable, the head's own unit included, is stopped anyway.
+        """
         async with self._lock:
             record = self.store.load(name)
             if record is None:
                 raise NotFound(f"no deployment named {name}", name=name)
-            stopped = []
+            stopped, unreachable = [], []
             for part in record.parts[1:]:
-                stopped.append(await self.cluster.stop_part(part.node_id, name))
+                try:
+                    stopped.append(await self.cluster.stop_part(part.node_id, name))
+                except PeerUnavailable:
+                    unreachable.append(part.node_name)
+            if unreachable:
+                await self.systemd.stop(record.unit)
+                raise PeerUnavailable(
+                    f"stopped {', '.join([*filter(None, stopped), record.unit])}; could not reach "
+                    f"{', '.join(unreachable)}: run `sparkctl-client deploy down {name}` again when it is back",
+                    peer=unreachable[0],
+                )
             stopped.append(await self.stop_part(name))
             self._last_state.pop(name, None)
             return [u for u in stopped if u]

@@ -11,8 +11,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from sparkd.host.sysroot import Sysroot
 from sparkd.model.deployment import Assignment, DeploymentRecord, DeploymentSpec, Framework, NodePart
+
+log = structlog.get_logger(__name__)
 
 FORMAT = 1
 
@@ -59,7 +63,14 @@ class DeploymentStore:
         self.sysroot.remove(self._path(name))
 
     def all(self) -> list[DeploymentRecord]:
+        """Every readable record; an unreadable one is logged and skipped, never fatal."""
         directory = Path(self.sysroot.path(self.dir))
         if not directory.is_dir():
             return []
-        return [_from_json(p.read_text()) for p in sorted(directory.glob("*.json"))]
+        records = []
+        for path in sorted(directory.glob("*.json")):
+            try:
+                records.append(_from_json(path.read_text()))
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                log.error("deployment.record_unreadable", path=str(path), error=str(e))
+        return records

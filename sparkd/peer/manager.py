@@ -195,6 +195,10 @@ class PeerManager:
         return str(response.unit)
 
     async def _call(self, peer: PeerInfo, method: str, request: object, timeout: float) -> Any:
+        self._expire()
+        state = self._peers[peer.address].state
+        if state is not PeerState.CONNECTED:  # fail fast rather than wait out a timeout
+            raise PeerUnavailable(f"{peer.name} ({peer.address}) is {state.value.lower()}", peer=peer.name)
         stub = await self._stub(peer.address)
         try:
             return await getattr(stub, method)(request, timeout=timeout)

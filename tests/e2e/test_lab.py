@@ -249,7 +249,24 @@ def test_a_dead_rank_shows_as_failed_with_evidence() -> None:
     assert unit_props("sparkd-demo-rank1.service")["ActiveState"] == "failed"
 
 
-def test_deploy_down_stops_every_node_part() -> None:
+def test_deploy_down_with_a_silent_worker_stops_what_it_can_and_can_be_retried() -> None:
+    daemon = lab_mod.daemon_unit("spark2")
+    subprocess.run(["systemctl", "kill", "--signal=SIGSTOP", daemon], check=True)
+    try:
+        wait_for(
+            "the head to see spark2 disconnected",
+            lambda: [p["state"] for p in status("spark1")["peers"]] == ["PEER_STATE_DISCONNECTED"],
+        )
+        r = client("spark1", "deploy", "down", "demo")
+        assert r.returncode == 1 and "UNAVAILABLE" in r.stderr and "could not reach spark2" in r.stderr
+        assert unit_props("sparkd-demo-rank0.service")["ActiveState"] == "inactive"
+        assert [d["name"] for d in status("spark1")["deployments"]] == ["demo"]  # kept, to retry
+    finally:
+        subprocess.run(["systemctl", "kill", "--signal=SIGCONT", daemon], check=True)
+    wait_for(
+        "spark2 to reconnect",
+        lambda: [p["state"] for p in status("spark1")["peers"]] == ["PEER_STATE_CONNECTED"],
+    )
     r = client("spark1", "deploy", "down", "demo")
     assert r.returncode == 0, r.stderr
     assert units("sparkd-demo-*.service") == []
