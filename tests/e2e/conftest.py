@@ -22,16 +22,16 @@ def _guard(leak_guard: LeakGuard) -> None:
     """Keeps the root-namespace leak guard on for every test here."""
 
 
-def sparkd(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def sparkd(*args: str, timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess[str]:
     """Runs `sparkd ARGS...` (this checkout's) and captures its output."""
     return subprocess.run(
-        [sys.executable, "-m", "sparkd", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+        [sys.executable, "-m", "sparkd", *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, input=input
     )
 
 
-def client(node: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def client(node: str, *args: str, timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess[str]:
     """Runs `sparkctl-client ARGS...` inside lab node `node` (its SPARKD_SOCKET set by `lab exec`)."""
-    return sparkd("lab", "exec", node, "--", "sparkctl-client", *args, timeout=timeout)
+    return sparkd("lab", "exec", node, "--", "sparkctl-client", *args, timeout=timeout, input=input)
 
 
 @pytest.fixture(scope="module")

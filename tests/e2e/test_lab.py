@@ -207,6 +207,11 @@ def test_demo_deploys_ready_and_answers_a_chat_through_the_head() -> None:
     assert r.returncode == 0, r.stderr
     answer = json.loads(r.stdout)["choices"][0]["message"]["content"]
     assert "stage 0 (192.168.100.1) -> stage 1 (192.168.100.2)" in answer
+    # Creating it again is a no-op; the same name with another spec is refused.
+    again = client("spark1", "-o", "json", "deploy", "up", "-f", str(DEMO))
+    assert again.returncode == 0 and json.loads(again.stdout)["deployment"]["state"] == "DEPLOYMENT_STATE_READY"
+    other = client("spark1", "deploy", "up", "-f", "-", input=DEMO.read_text().replace("port: 8000", "port: 8001"))
+    assert other.returncode == 1 and "ALREADY_EXISTS" in other.stderr
     # The worker sees the deployment READY too (from the head's hellos).
     wait_for(
         "spark2 to see demo READY", lambda: status("spark2")["deployments"][0]["state"] == "DEPLOYMENT_STATE_READY"
