@@ -17,8 +17,3 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
     cells = [[str(c) for c in headers]] + [[str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
-
-
-def enum_short(name: str, prefix: str) -> str:
-    """PEER_STATE_CONNECTED -> CONNECTED."""
-    return name.removeprefix(prefix)

@@ -13,7 +13,7 @@ from google.protobuf import timestamp_pb2
 
 from sparkd.engine.deployments import DeploymentStatus
 from sparkd.engine.spec import validate
-from sparkd.errors import InvalidSpec
+from sparkd.errors import FieldViolation, InvalidSpec
 from sparkd.model.deployment import Assignment, DeploymentSpec, DeploymentState, Framework
 from sparkd.model.host import HostAction
 from sparkd.model.node import NodeInfo
@@ -132,8 +132,7 @@ def spec_from_proto(m: deployment_pb2.DeploymentSpec) -> DeploymentSpec:
     try:
         return validate(doc)
     except InvalidSpec as e:
-        e.violations = [type(v)(f"spec.{v.field}", v.description) for v in e.violations]
-        raise InvalidSpec(e.violations) from None
+        raise InvalidSpec([FieldViolation(f"spec.{v.field}", v.description) for v in e.violations]) from None
 
 
 def deployment_to_proto(d: DeploymentStatus) -> deployment_pb2.Deployment:

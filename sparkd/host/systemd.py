@@ -130,10 +130,6 @@ class Systemd:
         if state.active_state == "failed":
             await self._call(_MANAGER, "ResetFailedUnit", "s", (name,))
 
-    async def kill(self, name: str, signal: int) -> None:
-        """Sends `signal` to the unit's main process."""
-        await self._call(_MANAGER, "KillUnit", "ssi", (name, "main", signal))
-
     async def state(self, name: str) -> UnitState:
         """The unit's state ("not-found"/"inactive" for a unit systemd does not know)."""
         (path,) = await self._call(_MANAGER, "LoadUnit", "s", (name,))

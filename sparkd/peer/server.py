@@ -66,10 +66,6 @@ class PeerListener:
         self._server: grpc.aio.Server | None = None
         self._bound: list[str] = []
 
-    @property
-    def bound(self) -> list[str]:
-        return list(self._bound)
-
     async def ensure(self) -> None:
         """Binds the interconnect addresses present now; rebinds if they changed."""
         wanted = sorted(await self.addresses())

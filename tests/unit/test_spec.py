@@ -66,3 +66,14 @@ def test_not_a_mapping() -> None:
     with pytest.raises(InvalidSpec) as e:
         parse_yaml("- a\n- b\n")
     assert e.value.violations[0].field == "spec_yaml"
+
+
+def test_structured_spec_uses_the_same_rules_with_spec_field_paths() -> None:
+    from sparkd.api.convert import spec_from_proto, spec_to_proto
+    from sparkd.v1 import deployment_pb2
+
+    with pytest.raises(InvalidSpec) as e:
+        spec_from_proto(deployment_pb2.DeploymentSpec(name="demo", model="/m"))
+    assert {v.field for v in e.value.violations} == {"spec.framework", "spec.parallelism"}
+    good = parse_yaml(GOOD)
+    assert spec_from_proto(spec_to_proto(good)) == good
