@@ -12,15 +12,17 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from sparkctl_client.client import Client, ClientError
 from sparkd.host.systemd import Systemd, UnitSpec
 from sparkd.lab import fixtures, sandbox, topology
 from sparkd.v1 import node_service_pb2, peer_pb2, peer_service_pb2
 
+T = TypeVar("T")
 LAB_DIR = Path(os.environ.get("SPARKD_LAB_DIR", "/var/lib/sparkd-lab"))
 STATE = LAB_DIR / "lab.json"
 STANDIN = """#!/bin/sh
@@ -112,20 +114,12 @@ def _daemon_unit_spec(node: str) -> UnitSpec:
     )
 
 
-async def _start_units(specs: list[UnitSpec]) -> None:
+async def _each_on_systemd(op: Callable[[Systemd, T], Awaitable[None]], items: list[T]) -> None:
+    """Runs `op(systemd, item)` for each item on one D-Bus connection (e.g. `Systemd.start` for unit specs)."""
     systemd = Systemd()
     try:
-        for spec in specs:
-            await systemd.start(spec)
-    finally:
-        await systemd.close()
-
-
-async def _stop_units(names: list[str]) -> None:
-    systemd = Systemd()
-    try:
-        for name in names:
-            await systemd.stop(name)
+        for item in items:
+            await op(systemd, item)
     finally:
         await systemd.close()
 
@@ -174,7 +168,7 @@ def up(n: int, bare: bool, log: Callable[[str], None] = print) -> LabState:
         (node_dir(node) / "sparkd.toml").write_text(_config(node, index))
         state.units.append(daemon_unit(node))
         state.save()
-        asyncio.run(_start_units([_daemon_unit_spec(node)]))
+        asyncio.run(_each_on_systemd(Systemd.start, [_daemon_unit_spec(node)]))
     clients = {node: Client(str(admin_socket(node))) for node in state.nodes}
     for node, client in clients.items():
 
@@ -211,7 +205,7 @@ def down(log: Callable[[str], None] = print) -> None:
             for node in state.nodes
             for record in sorted((sysroot(node) / "var/lib/sparkd/deployments").glob("*.json"))
         ]
-        asyncio.run(_stop_units([u for u in deployments if u] + state.units))
+        asyncio.run(_each_on_systemd(Systemd.stop, [u for u in deployments if u] + state.units))
     if state.sandbox_pid:
         sandbox.down(state.sandbox_pid)  # ends every unit and process inside it
     topology.destroy(state.namespaces or state.nodes)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 import pytest
@@ -70,7 +69,3 @@ def test_no_cable_is_a_clear_error(tmp_path: Path) -> None:
     ports = [p for p in Sysfs(Sysroot(tmp_path)).rdma_ports() if p.state != "ACTIVE"]
     with pytest.raises(PreconditionFailed, match="no cabled ConnectX-7 port"):
         select_twins(ports, {p.netdev: link(p.netdev) for p in ports})
-
-
-def test_interface_address_helper() -> None:
-    assert ipaddress.IPv4Interface("192.168.100.1/24").ip in ipaddress.IPv4Network("192.168.100.0/24")
