@@ -20,7 +20,7 @@ from sparkd.api.server import Servicers, build_server, serve_unix
 from sparkd.api.status import StatusServicer
 from sparkd.config import Config
 from sparkd.engine.deployments import DeploymentManager
-from sparkd.engine.host import HostConfigurator, desired_addresses
+from sparkd.engine.host import HostConfigurator, Observed, desired_addresses
 from sparkd.engine.inventory import Inventory
 from sparkd.engine.launch import LocalFacts
 from sparkd.engine.store import DeploymentStore
@@ -99,18 +99,21 @@ class System:
             network_namespace_path=self.config.units.network_namespace_path,
         )
 
-    async def _twin_netdevs(self) -> list[str]:
+    async def _observe(self) -> Observed | None:
+        """The host now, or None when no CX-7 port is cabled."""
         try:
-            observed = await self.host.observe()
+            return await self.host.observe()
         except PreconditionFailed:
-            return []
-        return [t.netdev for t in observed.twins.all()]
+            return None
+
+    async def _twin_netdevs(self) -> list[str]:
+        observed = await self._observe()
+        return [t.netdev for t in observed.twins.all()] if observed else []
 
     async def _listen_addresses(self) -> list[str]:
         """This node's interconnect addresses that are present on its twins now."""
-        try:
-            observed = await self.host.observe()
-        except PreconditionFailed:
+        observed = await self._observe()
+        if observed is None:
             return []
         return [
             str(address.ip)

@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
 from google.protobuf.message import Message
 
 from sparkctl_client.client import Client, ClientError
@@ -42,22 +43,16 @@ def wait(client: Client, name: str, timeout: float) -> deployment_pb2.Deployment
             return d
         if d.state == deployment_pb2.DEPLOYMENT_STATE_FAILED:
             raise ClientError(
-                _code("FAILED_PRECONDITION"),
+                grpc.StatusCode.FAILED_PRECONDITION,
                 f"deployment {name} failed: {d.message}",
                 "ERROR_REASON_PRECONDITION_FAILED",
             )
         if time.monotonic() > deadline:
             raise ClientError(
-                _code("DEADLINE_EXCEEDED"),
+                grpc.StatusCode.DEADLINE_EXCEEDED,
                 f"deployment {name} not READY after {timeout:.0f} s (last state {state}: {d.message})",
             )
         time.sleep(0.5)
-
-
-def _code(name: str) -> object:
-    import grpc
-
-    return getattr(grpc.StatusCode, name)
 
 
 def list_(client: Client, args: argparse.Namespace) -> tuple[Message, str]:

@@ -47,15 +47,14 @@ MUTATING = frozenset(
     }
 )
 
-SERVICE_NAMES = [
+SPARKD_SERVICES = [
     node_service_pb2.DESCRIPTOR.services_by_name["NodeService"].full_name,
     host_service_pb2.DESCRIPTOR.services_by_name["HostService"].full_name,
     peer_service_pb2.DESCRIPTOR.services_by_name["PeerService"].full_name,
     deployment_service_pb2.DESCRIPTOR.services_by_name["DeploymentService"].full_name,
     status_service_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name,
-    health.SERVICE_NAME,
-    reflection.SERVICE_NAME,
 ]
+SERVICE_NAMES = [*SPARKD_SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME]
 
 
 @dataclass
@@ -119,5 +118,5 @@ async def serve_unix(api: ApiServer, socket_path: Path, mode: int, group: str) -
     await api.grpc.start()
     os.chown(socket_path, -1, _group_id(group))
     os.chmod(socket_path, mode)
-    for name in [*SERVICE_NAMES[:5], ""]:
+    for name in [*SPARKD_SERVICES, ""]:
         await api.health.set(name, health_pb2.HealthCheckResponse.SERVING)

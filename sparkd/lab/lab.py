@@ -20,7 +20,7 @@ from typing import TypeVar
 from sparkctl_client.client import Client, ClientError
 from sparkd.host.systemd import Systemd, UnitSpec
 from sparkd.lab import fixtures, sandbox, topology
-from sparkd.v1 import node_service_pb2, peer_pb2, peer_service_pb2
+from sparkd.v1 import host_service_pb2, node_service_pb2, peer_pb2, peer_service_pb2
 
 T = TypeVar("T")
 LAB_DIR = Path(os.environ.get("SPARKD_LAB_DIR", "/var/lib/sparkd-lab"))
@@ -170,6 +170,16 @@ def up(n: int, bare: bool, log: Callable[[str], None] = print) -> LabState:
         state.save()
         asyncio.run(_each_on_systemd(Systemd.start, [_daemon_unit_spec(node)]))
     clients = {node: Client(str(admin_socket(node))) for node in state.nodes}
+    try:
+        _settle(clients, bare, t0, log)
+    finally:
+        for client in clients.values():
+            client.close()
+    return state
+
+
+def _settle(clients: dict[str, Client], bare: bool, t0: float, log: Callable[[str], None]) -> None:
+    """Waits for the daemons; unless bare, configures every link and waits for the peers."""
     for node, client in clients.items():
 
         def answers(c: Client = client) -> object:
@@ -178,21 +188,18 @@ def up(n: int, bare: bool, log: Callable[[str], None] = print) -> LabState:
         _wait(f"sparkd on {node}", 30, answers)
     log(f"daemons answer ({time.monotonic() - t0:.1f} s)")
     if bare:
-        return state
-    from sparkd.v1 import host_service_pb2
-
+        return
     for node, client in clients.items():
         r = client.call(client.host.ApplyHost, host_service_pb2.ApplyHostRequest())
         log(f"{node}: link configured ({len(r.actions)} actions, verified={r.verified})")
-    head = clients[state.nodes[0]]
+    head = clients["spark1"]
 
     def peers_connected() -> bool:
         peers = head.call(head.peers.ListPeers, peer_service_pb2.ListPeersRequest()).peers
-        return bool(sum(p.state == peer_pb2.PEER_STATE_CONNECTED for p in peers) == n - 1)
+        return bool(sum(p.state == peer_pb2.PEER_STATE_CONNECTED for p in peers) == len(clients) - 1)
 
     _wait("the workers to connect to the head", 30, peers_connected)
     log(f"peers connected; lab ready in {time.monotonic() - t0:.1f} s")
-    return state
 
 
 def down(log: Callable[[str], None] = print) -> None:
