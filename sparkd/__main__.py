@@ -22,11 +22,20 @@ def _run(args: argparse.Namespace) -> int:
         print(f"sparkd: bad config: {e}", file=sys.stderr)
         return 2
     if args.sysroot:
+        if not args.sysroot.startswith("/") or not args.sysroot.isprintable():
+            print(f"sparkd: --sysroot must be an absolute path, got {args.sysroot[:100]!r}", file=sys.stderr)
+            return 2
         config = dataclasses.replace(config, sysroot=args.sysroot)
     log.configure(args.log_format or config.log_format)
-    from sparkd.system import System
+    from sparkd.errors import IdentityError
+    from sparkd.system import System, real_host
 
-    asyncio.run(System(config).run())
+    try:
+        system = System(config, real_host(config))  # loads or creates the node key (identity.load_or_create)
+    except IdentityError as e:
+        print(f"sparkd: {e}", file=sys.stderr)
+        return 2
+    asyncio.run(system.run())
     return 0
 
 

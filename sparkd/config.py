@@ -3,12 +3,20 @@
 Unknown keys are refused (a typo must not silently fall back to a default). The file
 carries `version = 1`; `migrate()` will turn older versions into the current one
 (containerd's `MigrateConfigTo`). Command-line flags override the file's `sysroot`.
+
+sparkd runs as root and trusts nothing it reads: every value is range-checked (finite,
+positive timers; ports; subnets with room for this node; absolute paths; no control
+characters; bounded lengths), and a missing or oversized file is an error, not a default.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import math
+import os
+import re
 import socket
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +29,22 @@ CURRENT_VERSION = 1
 SUBNET_A = ipaddress.IPv4Network("192.168.100.0/24")
 SUBNET_B = ipaddress.IPv4Network("192.168.101.0/24")
 DEFAULT_PATH = "/etc/sparkd/sparkd.toml"
+EXAMPLE = "docs/examples/sparkd-head.toml"
+MAX_FILE_BYTES = 1024 * 1024
+MAX_STRING = 4096  # any string value, paths included (PATH_MAX)
+NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,63}")
+GROUP_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+# C0 controls, DEL and C1 controls: never legitimate in a path, name or address.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+HEARTBEAT_MIN_S, HEARTBEAT_MAX_S, TIMEOUT_MAX_S = 0.1, 60.0, 600.0
+# Address ranges a cluster interconnect must never use.
+_RESERVED = (
+    (ipaddress.IPv4Network("0.0.0.0/8"), "unspecified (0.0.0.0/8)"),
+    (ipaddress.IPv4Network("127.0.0.0/8"), "loopback (127.0.0.0/8)"),
+    (ipaddress.IPv4Network("169.254.0.0/16"), "link-local (169.254.0.0/16)"),
+    (ipaddress.IPv4Network("224.0.0.0/4"), "multicast (224.0.0.0/4)"),
+    (ipaddress.IPv4Network("240.0.0.0/4"), "reserved (240.0.0.0/4, broadcast included)"),
+)
 
 
 @dataclass(frozen=True)
@@ -118,7 +142,11 @@ class _Reader:
         self.used: set[str] = set()
 
     def _name(self, key: str) -> str:
-        return f"{self.prefix}{key}"
+        # A quoted TOML key may hold control characters: never echo them raw to a terminal.
+        return f"{self.prefix}{key}" if not _CONTROL.search(key) else f"{self.prefix}{key!r}"
+
+    def error(self, key: str, description: str) -> ConfigError:
+        return ConfigError(self.path, self._name(key), description)
 
     def get(self, key: str, kind: type, default: Any) -> Any:
         self.used.add(key)
@@ -129,13 +157,48 @@ class _Reader:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True
         if not ok:
-            raise ConfigError(self.path, self._name(key), f"must be a {kind.__name__}, got {type(value).__name__}")
+            raise self.error(key, f"must be a {kind.__name__}, got {type(value).__name__}")
+        if kind is str:
+            if _CONTROL.search(value):
+                raise self.error(key, "must not contain NUL or other control characters; remove them")
+            if len(value) > MAX_STRING:
+                raise self.error(key, f"is too long ({len(value)} characters; at most {MAX_STRING})")
         return value
 
     def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
         value: str = self.get(key, str, default)
         if value not in choices:
-            raise ConfigError(self.path, self._name(key), f"must be one of {', '.join(choices)}; got {value!r}")
+            raise self.error(key, f"must be one of {', '.join(choices)}; got {value!r}")
+        return value
+
+    def path_value(self, key: str, default: str, *, optional: bool = False) -> str:
+        """An absolute path (or, if `optional`, the empty string for "not set")."""
+        value: str = self.get(key, str, default)
+        if optional and value == "":
+            return value
+        if not value.startswith("/"):
+            unset = ", or empty to leave it unset" if optional else ""
+            raise self.error(key, f"must be an absolute path (starting with /){unset}; got {value!r}")
+        if ".." in value.split("/"):
+            # Paths are mapped under the sysroot; ".." would step out of it.
+            raise self.error(key, f"must not contain '..' components; write the path out in full, got {value!r}")
+        return value
+
+    def label(self, key: str, default: str, pattern: re.Pattern[str], what: str) -> str:
+        """A name matched in full against `pattern` (re.fullmatch: no trailing newline slips through)."""
+        value: str = self.get(key, str, default)
+        if pattern.fullmatch(value) is None:
+            source = "" if key in self.table else " (the default)"
+            raise self.error(key, f"must be {what}; got {value!r}{source}; set it in the config file")
+        return value
+
+    def seconds(self, key: str, default: float, low: float, high: float) -> float:
+        """A finite number of seconds in [low, high]."""
+        value: float = self.get(key, float, default)
+        if not math.isfinite(value):
+            raise self.error(key, f"must be a finite number of seconds, got {value}; use e.g. {default}")
+        if not low <= value <= high:
+            raise self.error(key, f"must be between {low} and {high} seconds, got {value}; use e.g. {default}")
         return value
 
     def network(self, key: str, default: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
@@ -143,19 +206,36 @@ class _Reader:
         try:
             return ipaddress.IPv4Network(text)
         except ValueError as e:
-            raise ConfigError(self.path, self._name(key), f"must be an IPv4 network like 192.168.100.0/24 ({e})") from e
+            raise self.error(key, f"must be an IPv4 network like 192.168.100.0/24 ({e})") from e
 
     def sub(self, key: str) -> _Reader:
         self.used.add(key)
         table = self.table.get(key, {})
         if not isinstance(table, dict):
-            raise ConfigError(self.path, self._name(key), "must be a table")
+            raise self.error(key, "must be a table")
         return _Reader(self.path, f"{self.prefix}{key}.", table)
 
     def finish(self) -> None:
         unknown = sorted(set(self.table) - self.used)
         if unknown:
-            raise ConfigError(self.path, self._name(unknown[0]), "unknown key; remove it or check its spelling")
+            raise self.error(unknown[0], "unknown key; remove it or check its spelling")
+
+
+def _check_subnet(path: str, name: str, subnet: ipaddress.IPv4Network, index: int) -> None:
+    """`subnet` may carry the interconnect and has a usable host address for this node and for one peer."""
+    for reserved, what in _RESERVED:
+        if subnet.overlaps(reserved):
+            raise ConfigError(path, name, f"must not be {what}; use a private subnet such as 192.168.100.0/24")
+    # A cluster has at least a head (index 0) and one worker (index 1): both must fit.
+    needed = max(index, 1)
+    last = int(subnet.network_address) + needed + 1
+    if last >= int(subnet.broadcast_address):
+        raise ConfigError(
+            path,
+            name,
+            f"{subnet} has no usable host address for node index {needed} (address = network + index + 1, "
+            f"never the network or broadcast address); use a larger subnet such as /24",
+        )
 
 
 def parse(text: str, path: str = "<config>") -> Config:
@@ -176,7 +256,8 @@ def parse(text: str, path: str = "<config>") -> Config:
         raise ConfigError(path, "node.index", "the head has index 0")
     if role == "worker" and not 1 <= index <= 250:
         raise ConfigError(path, "node.index", "a worker has an index from 1 to 250")
-    node = NodeConfig(name=n.get("name", str, socket.gethostname()), role=role, index=index)
+    name = n.label("name", socket.gethostname(), NAME_RE, "1 to 63 letters, digits, '-' or '_' (like a host name)")
+    node = NodeConfig(name=name, role=role, index=index)
     n.finish()
 
     ic = root.sub("interconnect")
@@ -188,43 +269,55 @@ def parse(text: str, path: str = "<config>") -> Config:
     )
     if not 1280 <= interconnect.mtu <= 9216:
         raise ConfigError(path, "interconnect.mtu", "must be between 1280 and 9216 (9000 for jumbo frames)")
+    _check_subnet(path, "interconnect.subnet_a", interconnect.subnet_a, index)
+    _check_subnet(path, "interconnect.subnet_b", interconnect.subnet_b, index)
     if interconnect.subnet_a.overlaps(interconnect.subnet_b):
         raise ConfigError(path, "interconnect.subnet_b", "must not overlap interconnect.subnet_a")
     ic.finish()
 
     a = root.sub("api")
     api = ApiConfig(
-        socket=a.get("socket", str, ApiConfig.socket),
-        ro_socket=a.get("ro_socket", str, ApiConfig.ro_socket),
-        socket_group=a.get("socket_group", str, ApiConfig.socket_group),
+        socket=a.path_value("socket", ApiConfig.socket),
+        ro_socket=a.path_value("ro_socket", ApiConfig.ro_socket),
+        socket_group=a.label(
+            "socket_group", ApiConfig.socket_group, GROUP_RE, "a group name: 1 to 32 letters, digits, '-' or '_'"
+        ),
     )
     a.finish()
 
     p = root.sub("peer")
-    peer = PeerConfig(
-        port=p.get("port", int, PeerConfig.port),
-        heartbeat_s=p.get("heartbeat_s", float, PeerConfig.heartbeat_s),
-        timeout_s=p.get("timeout_s", float, PeerConfig.timeout_s),
-    )
+    port = p.get("port", int, PeerConfig.port)
+    if not 1 <= port <= 65535:
+        raise ConfigError(path, "peer.port", f"must be a TCP port from 1 to 65535, got {port}; the default is 7471")
+    heartbeat_s = p.seconds("heartbeat_s", PeerConfig.heartbeat_s, HEARTBEAT_MIN_S, HEARTBEAT_MAX_S)
+    timeout_s = p.seconds("timeout_s", PeerConfig.timeout_s, HEARTBEAT_MIN_S, TIMEOUT_MAX_S)
+    if timeout_s <= heartbeat_s:
+        raise ConfigError(
+            path,
+            "peer.timeout_s",
+            f"must be greater than peer.heartbeat_s ({heartbeat_s}), got {timeout_s}; "
+            f"use about three heartbeats, e.g. {3 * heartbeat_s:g}",
+        )
+    peer = PeerConfig(port=port, heartbeat_s=heartbeat_s, timeout_s=timeout_s)
     p.finish()
 
     f = root.sub("frameworks")
-    frameworks = FrameworksConfig(vllm_venv=f.get("vllm_venv", str, FrameworksConfig.vllm_venv))
+    frameworks = FrameworksConfig(vllm_venv=f.path_value("vllm_venv", FrameworksConfig.vllm_venv))
     f.finish()
 
     u = root.sub("units")
-    units = UnitsConfig(network_namespace_path=u.get("network_namespace_path", str, ""))
+    units = UnitsConfig(network_namespace_path=u.path_value("network_namespace_path", "", optional=True))
     u.finish()
 
     lab_r = root.sub("lab")
-    lab = LabConfig(nvml_fixture=lab_r.get("nvml_fixture", str, ""))
+    lab = LabConfig(nvml_fixture=lab_r.path_value("nvml_fixture", "", optional=True))
     lab_r.finish()
 
     config = Config(
         version=version,
         node=node,
-        sysroot=root.get("sysroot", str, "/"),
-        state_dir=root.get("state_dir", str, "/var/lib/sparkd"),
+        sysroot=root.path_value("sysroot", "/"),
+        state_dir=root.path_value("state_dir", "/var/lib/sparkd"),
         log_format=root.choice("log_format", ("auto", "console", "json", "journal"), "auto"),
         interconnect=interconnect,
         api=api,
@@ -238,12 +331,41 @@ def parse(text: str, path: str = "<config>") -> Config:
 
 
 def load(path: str | Path) -> Config:
-    """Loads the config file at `path`; a missing file gives the defaults (a head)."""
-    p = Path(path)
+    """Loads and validates the config file at `path`.
+
+    A missing file is an error (a node must be told whether it is the head or a worker, and
+    which index it has), and so is anything but a regular file of at most 1 MiB of UTF-8.
+    """
+    p = str(path)
     try:
-        text = p.read_text()
-    except FileNotFoundError:
-        text = ""
+        # O_NONBLOCK: opening a FIFO must not hang start-up (it is refused below).
+        fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+    except FileNotFoundError as e:
+        raise ConfigError(
+            p, "(file)", f"config file not found; install one (see {EXAMPLE}) or pass --config PATH"
+        ) from e
     except OSError as e:
-        raise ConfigError(str(p), "(file)", f"cannot read: {e.strerror}") from e
-    return parse(text, str(p))
+        raise ConfigError(p, "(file)", f"cannot open: {e.strerror}; check the path and its permissions") from e
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(p, "(file)", "not a regular file; pass --config PATH to a TOML file")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_FILE_BYTES:
+            chunk = os.read(fd, MAX_FILE_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as e:
+        raise ConfigError(p, "(file)", f"cannot read: {e.strerror}") from e
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(p, "(file)", f"larger than {MAX_FILE_BYTES} bytes; this is not a sparkd config file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(p, "(file)", f"not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from e
+    return parse(text, p)

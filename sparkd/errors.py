@@ -8,6 +8,8 @@ and `ErrorReason`; `sparkd.api.errors` turns them into a gRPC status with a
 
 from __future__ import annotations
 
+import re
+import reprlib
 from dataclasses import dataclass
 from enum import Enum
 
@@ -49,22 +51,106 @@ class SparkdError(Exception):
         self.metadata = dict(metadata)
 
 
+def shown(value: object, limit: int = 60) -> str:
+    """`value` as it may be echoed in an error: its repr, cut to `limit` chars ("…(N chars)" after).
+
+    Every value a caller sent that an error message repeats goes through here, so a hostile
+    value can neither bloat the error past what gRPC carries nor put control characters in it
+    (repr escapes them). Huge integers are described, not printed (their repr is slow or refused).
+    """
+    try:
+        if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+            text = f"<{value.bit_length()}-bit integer>"
+        elif isinstance(value, (str, bytes, int, float, type(None))):
+            text = repr(value)
+        else:
+            text = _BOUNDED_REPR.repr(value)
+    except Exception:  # a hostile __repr__ must not turn a refusal into a crash
+        text = f"<{type(value).__name__}>"
+    if len(text) <= limit:
+        return text
+    return f"{text[: max(limit, 0)]}…({len(text)} chars)"
+
+
+def _bounded_repr() -> reprlib.Repr:
+    r = reprlib.Repr()
+    r.maxlevel = 3
+    r.maxdict = r.maxlist = r.maxtuple = r.maxset = r.maxfrozenset = 6
+    r.maxstring = r.maxother = r.maxlong = 60
+    return r
+
+
+_BOUNDED_REPR = _bounded_repr()
+
+
 class InvalidSpec(SparkdError):
-    """The request or spec is wrong: resubmit it amended. Lists every bad field found."""
+    """The request or spec is wrong: resubmit it amended. Lists every bad field found.
+
+    Whatever the input, the error stays well within gRPC's trailing metadata (8 KiB by default,
+    which carries the message twice: percent-encoded as grpc-message, and in the base64
+    grpc-status-details-bin with the details): field paths are cut to MAX_FIELD_CHARS,
+    descriptions to MAX_DESCRIPTION_CHARS, at most MAX_VIOLATIONS violations are kept while their
+    total stays within MAX_DETAILS_BYTES (a final "(N more)" violation counts the rest), and the
+    message is cut to MAX_MESSAGE_BYTES. Worst case (all 4-byte characters) about 5.5 KiB.
+    """
 
     code = Code.INVALID_ARGUMENT
     reason = "ERROR_REASON_INVALID_SPEC"
 
+    MAX_FIELD_CHARS = 128
+    MAX_DESCRIPTION_CHARS = 512
+    MAX_VIOLATIONS = 20
+    MAX_DETAILS_BYTES = 1536  # UTF-8 bytes of all kept fields and descriptions (the "(N more)" aside)
+    MAX_MESSAGE_BYTES = 512  # the details list every violation; the message is the summary
+    _MORE_RE = re.compile(r"\((\d{1,9}) more\)\Z")  # the final violation of an InvalidSpec cut short
+
     def __init__(self, violations: list[FieldViolation]) -> None:
         if not violations:
             raise ValueError("InvalidSpec needs at least one violation")
-        self.violations = list(violations)
-        text = "; ".join(f"{v.field}: {v.description}" for v in violations)
-        super().__init__(f"invalid spec: {text}", field=violations[0].field)
+        given = list(violations)
+        hidden = 0
+        if (more := self._MORE_RE.search(given[-1].field)) is not None:  # re-raised with new field paths
+            hidden = int(more.group(1))
+            given = given[:-1]
+        kept: list[FieldViolation] = []
+        size = 0
+        for v in given:
+            field = self._cut(v.field, self.MAX_FIELD_CHARS)
+            description = self._cut(v.description, self.MAX_DESCRIPTION_CHARS)
+            field_bytes = len(field.encode("utf-8", "surrogatepass"))
+            if not kept:  # the first is always kept, cut to the budget if need be
+                description = self._cut_bytes(description, self.MAX_DETAILS_BYTES - field_bytes)
+            extra = field_bytes + len(description.encode("utf-8", "surrogatepass"))
+            if kept and (len(kept) == self.MAX_VIOLATIONS or size + extra > self.MAX_DETAILS_BYTES):
+                break
+            kept.append(FieldViolation(field, description))
+            size += extra
+        hidden += len(given) - len(kept)
+        if hidden or not kept:
+            kept.append(
+                FieldViolation(
+                    f"({hidden} more)", f"{hidden} more not shown; fix the violations above and resubmit to see them"
+                )
+            )
+        self.violations = kept
+        text = "; ".join(f"{v.field}: {v.description}" for v in kept)
+        message = self._cut_bytes(f"invalid spec: {text}", self.MAX_MESSAGE_BYTES)
+        super().__init__(message, field=kept[0].field)
 
     @classmethod
     def one(cls, field: str, description: str) -> InvalidSpec:
         return cls([FieldViolation(field, description)])
+
+    @staticmethod
+    def _cut(text: str, limit: int) -> str:
+        return text if len(text) <= limit else text[: limit - 1] + "…"
+
+    @staticmethod
+    def _cut_bytes(text: str, limit: int) -> str:
+        data = text.encode("utf-8", "surrogatepass")
+        if len(data) <= limit:
+            return text
+        return data[: limit - len("…".encode())].decode("utf-8", "ignore") + "…"
 
 
 class NotFound(SparkdError):
@@ -134,3 +220,11 @@ class ConfigError(Exception):
     def __init__(self, path: str, field: str, description: str) -> None:
         super().__init__(f"{path}: {field}: {description}")
         self.field = field
+
+
+class IdentityError(Exception):
+    """The node key (`<state_dir>/node.key`) cannot be used or created; raised at start-up.
+
+    The message names the file, what is wrong with it and what to do. sparkd never replaces
+    an existing key on its own: the key is the node's identity, which its peers pin at pairing.
+    """

@@ -5,20 +5,37 @@ derived from /etc/machine-id (Sparks ship with duplicates). The node ID is the f
 80 bits of the SHA-256 of the public key (DER), in lowercase base32: stable for the
 life of the key, and the same key always gives the same ID. Pairing and mutual TLS
 (a later revision) pin this key.
+
+The key is written atomically and durably (a 0600 temporary file in the same directory,
+fsynced, renamed onto `node.key`, then the directory fsynced), so a crash leaves either no
+key or a whole one. An existing `node.key` is never replaced or overwritten, whatever it
+holds: one that cannot be used (unreadable, empty, not PEM, not an EC P-256 private key,
+readable by group or others) stops start-up with an `IdentityError` saying what to do.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
+import secrets
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from sparkd.errors import IdentityError
+
 KEY_FILE = "node.key"
+MAX_KEY_BYTES = 64 * 1024  # a P-256 PEM key is about 240 bytes
+ADVICE = (
+    "this file is the node's identity for pairing; restore it from a backup, or move it away to make "
+    "sparkd generate a new identity (its peers must then pair with it again)"
+)
 
 
 @dataclass(frozen=True)
@@ -38,23 +55,140 @@ def _identity(key: ec.EllipticCurvePrivateKey) -> Identity:
 
 
 def load_or_create(state_dir: Path) -> Identity:
-    """Loads the node key from `state_dir`, creating it (atomically, 0600) on first start."""
+    """Loads the node key from `state_dir`, creating it (atomically, 0600) on first start.
+
+    Raises IdentityError if the key exists but cannot be used, or cannot be created.
+    """
     path = state_dir / KEY_FILE
-    try:
-        pem = path.read_bytes()
-    except FileNotFoundError:
-        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        key = ec.generate_private_key(ec.SECP256R1())
-        pem = key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    found = _read(path)
+    if found is None:
+        return _create(state_dir, path)
+    pem, mode = found
+    key = _parse(path, pem)  # first: if the content is bad, a chmod would not help
+    if mode & 0o077:
+        raise IdentityError(
+            f"{path}: the node's private key is open to group or others (mode {mode:04o}); "
+            f"run `chmod 600 {path}` and start sparkd again (if others may have read it, move it away to make "
+            "sparkd generate a new identity; its peers must then pair with it again)"
         )
-        tmp = path.with_name(f".{KEY_FILE}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
-            os.fsync(f.fileno())
+    return _identity(key)
+
+
+def _unusable(path: Path, what: str) -> IdentityError:
+    return IdentityError(f"{path}: {what}; {ADVICE}")
+
+
+def _read(path: Path) -> tuple[bytes, int] | None:
+    """The key file's bytes (at most MAX_KEY_BYTES + 1) and mode bits, or None when there is no key file."""
+    try:
+        # O_NONBLOCK: a FIFO in its place must not hang start-up (it is refused below).
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        if os.path.lexists(path):
+            raise _unusable(path, "is a symbolic link to a file that does not exist") from None
+        return None
+    except NotADirectoryError as e:
+        raise IdentityError(
+            f"{path}: the state directory {path.parent} (or a folder above it) is not a directory; "
+            "point state_dir in the config at a directory, or move that file away"
+        ) from e
+    except OSError as e:
+        raise _unusable(path, f"cannot be opened ({e.strerror}); check the file and its permissions") from e
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _unusable(path, "is not a regular file")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_KEY_BYTES:
+            chunk = os.read(fd, MAX_KEY_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as e:
+        raise _unusable(path, f"cannot be read ({e.strerror}); check the file and the disk") from e
+    finally:
+        os.close(fd)
+    return b"".join(chunks), stat.S_IMODE(st.st_mode)
+
+
+def _parse(path: Path, pem: bytes) -> ec.EllipticCurvePrivateKey:
+    """The EC P-256 private key in `pem`, or IdentityError saying what the file holds instead."""
+    if not pem.strip():
+        raise _unusable(path, "is empty")
+    if len(pem) > MAX_KEY_BYTES:
+        raise _unusable(path, f"is larger than {MAX_KEY_BYTES} bytes, too large to be a node key")
+    if b"-----BEGIN " not in pem:
+        raise _unusable(path, "is not a PEM file (it has no -----BEGIN line)")
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except TypeError as e:  # encrypted: cryptography asks for a password
+        raise _unusable(path, "holds an encrypted private key; sparkd needs it unencrypted") from e
+    except (ValueError, UnsupportedAlgorithm) as e:
+        raise _unusable(path, "does not hold a PEM private key that can be read") from e
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise _unusable(path, f"holds a {type(key).__name__}, not an EC P-256 private key")
+    if not isinstance(key.curve, ec.SECP256R1):
+        raise _unusable(path, f"holds an EC key on curve {key.curve.name}, not an EC P-256 (secp256r1) private key")
+    return key
+
+
+def _create(state_dir: Path, path: Path) -> Identity:
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    try:
+        if _make_dir(state_dir):
+            _fsync_dir(state_dir.parent)  # the new directory's entry
+        _write_atomically(state_dir, path, pem)
+    except OSError as e:
+        where = f" on {e.filename}" if e.filename else ""
+        raise IdentityError(
+            f"{path}: cannot create the node key ({e.strerror or e}{where}); check that the state directory "
+            "(state_dir in the config) can be written by sparkd and that the disk has room"
+        ) from e
+    return _identity(key)
+
+
+def _make_dir(directory: Path) -> bool:
+    """Creates `directory` 0700 (parents included); False if it existed (its mode is left alone)."""
+    try:
+        directory.mkdir(parents=True, mode=0o700)
+    except FileExistsError:
+        return False
+    os.chmod(directory, 0o700)  # whatever the umask
+    return True
+
+
+def _write_atomically(directory: Path, path: Path, data: bytes) -> None:
+    """Writes `data` to `path` through a fresh 0600 temporary file in `directory`; durable on return.
+
+    The temporary file is removed on any failure. O_EXCL: never opens a file (or a link) that is there already; a
+    random name: a temporary file left by a crash does not block the next start.
+    """
+    tmp = directory / f".{KEY_FILE}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            os.fchmod(fd, 0o600)  # whatever the umask
+            view = memoryview(data)
+            while view:  # os.write is unbuffered: nothing is left to flush once it returns
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
-    loaded = serialization.load_pem_private_key(pem, password=None)
-    if not isinstance(loaded, ec.EllipticCurvePrivateKey):
-        raise ValueError(f"{path} is not an EC private key")
-    return _identity(loaded)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Makes a rename or creation in `directory` durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,6 +1,8 @@
-"""The composition root: builds every adapter, engine part and servicer, and runs the daemon.
+"""The composition root: builds every engine part and servicer on the host adapters, and runs the daemon.
 
-Only `sparkd.__main__` (and tests that want a whole daemon) import this module.
+`System(config, host)` takes its host facilities injected (`sparkd.host.protocols.Host`):
+`real_host(config)` builds the real adapters; tests pass fakes and get a whole daemon on
+them. Only `sparkd.__main__` (and tests that want a whole daemon) import this module.
 """
 
 from __future__ import annotations
@@ -16,21 +18,22 @@ from sparkd.api.deployments import DeploymentServicer
 from sparkd.api.host import HostServicer
 from sparkd.api.node import NodeServicer
 from sparkd.api.peers import PeerServicer as LocalPeerServicer
-from sparkd.api.server import Servicers, build_server, serve_unix
+from sparkd.api.server import ApiServer, Servicers, build_server, serve_unix
 from sparkd.api.status import StatusServicer
 from sparkd.config import Config
 from sparkd.engine.deployments import DeploymentManager
-from sparkd.engine.host import HostConfigurator, Observed, desired_addresses
+from sparkd.engine.host import HostConfigurator, desired_addresses
 from sparkd.engine.inventory import Inventory
 from sparkd.engine.launch import LocalFacts
+from sparkd.engine.observer import Intervals, StateLoop
 from sparkd.engine.store import DeploymentStore
+from sparkd.engine.twins import select_twins
 from sparkd.errors import PreconditionFailed
-from sparkd.host.gpu import Gpus, NvmlGpus
-from sparkd.host.netlink import Netlink
-from sparkd.host.proc import Proc
-from sparkd.host.sysfs import Sysfs
+from sparkd.events import EventBus
+from sparkd.host.protocols import Gpus, Host
 from sparkd.host.sysroot import Sysroot
-from sparkd.host.systemd import Systemd
+from sparkd.model.inventory import Twins
+from sparkd.model.observed import Snapshot
 from sparkd.peer.manager import PeerManager, run_heartbeat
 from sparkd.peer.route_guard import RouteGuard
 from sparkd.peer.server import PeerListener
@@ -45,42 +48,72 @@ def _gpus(config: Config, sysroot: Sysroot) -> Gpus:
         from sparkd.lab.nvml import FixtureGpus
 
         return FixtureGpus(sysroot.path(config.lab.nvml_fixture))
+    from sparkd.host.gpu import NvmlGpus
+
     return NvmlGpus()
+
+
+def real_host(config: Config) -> Host:
+    """The real adapters: files and sysfs under the sysroot, pyroute2, D-Bus systemd, NVML."""
+    from sparkd.host.http import AsyncioHttpProbe
+    from sparkd.host.netlink import Pyroute2Netlink
+    from sparkd.host.proc import SysrootProc
+    from sparkd.host.runner import SubprocessRunner
+    from sparkd.host.sysfs import SysrootSysfs
+    from sparkd.host.systemd import DbusSystemd
+
+    sysroot = Sysroot(config.sysroot)
+    return Host(
+        files=sysroot,
+        sysfs=SysrootSysfs(sysroot),
+        proc=SysrootProc(sysroot),
+        netlink=Pyroute2Netlink(),
+        systemd=DbusSystemd(),
+        gpus=_gpus(config, sysroot),
+        http=AsyncioHttpProbe(),
+        runner=SubprocessRunner(),
+    )
 
 
 class System:
     """Everything one sparkd daemon is made of."""
 
-    def __init__(self, config: Config) -> None:
-        self.config = config
+    def __init__(self, config: Config, host: Host, intervals: Intervals | None = None) -> None:
+        self.config, self.host = config, host
         self.sysroot = sysroot = Sysroot(config.sysroot)
         self.identity = identity.load_or_create(sysroot.path(config.state_dir))
-        self.netlink = Netlink()
-        self.sysfs = Sysfs(sysroot)
-        self.systemd = Systemd()
-        self.host = HostConfigurator(config, sysroot, self.sysfs, self.netlink)
-        self.inventory = Inventory(
-            config, self.identity, self.sysfs, self.netlink, Proc(sysroot), _gpus(config, sysroot)
-        )
+        self.snapshot = Snapshot()
+        self.bus = EventBus()
+        self.configurator = HostConfigurator(config, host.files, host.sysfs, host.netlink)
+        self.inventory = Inventory(config, self.identity, self.snapshot)
         self.peers = PeerManager(
-            config,
-            self.identity,
-            RouteGuard(self.netlink, self._twin_netdevs),
-            lambda: self.deployments.list(),  # noqa: PLW0108 (built below)
+            config, self.identity, RouteGuard(host.netlink, self._twin_netdevs), self.snapshot, self.bus
         )
         self.deployments = DeploymentManager(
-            config, DeploymentStore(sysroot, config.state_dir), self.systemd, self.facts, self.peers
+            config,
+            DeploymentStore(host.files, config.state_dir),
+            host.systemd,
+            self.facts,
+            self.peers,
+            self.snapshot,
+            self.bus,
+            poke=lambda: self.loop.poke("units", "health"),
+        )
+        self.loop = StateLoop(
+            host, self.snapshot, self.bus, self.deployments.interests, self.deployments.refresh, intervals
         )
         self.peer_listener = PeerListener(
-            RemotePeerServicer(self.peers, self.deployments), config.peer.port, self._listen_addresses
+            RemotePeerServicer(self.peers, self.deployments), config, self._listen_addresses
         )
         self.servicers = Servicers(
             node=NodeServicer(self.inventory),
-            host=HostServicer(self.host, self.peer_listener.ensure),
+            host=HostServicer(self.configurator, self._after_apply),
             peers=LocalPeerServicer(self.peers),
             deployments=DeploymentServicer(self.deployments),
             status=StatusServicer(self.inventory, self.peers, self.deployments),
         )
+        self._servers: list[ApiServer] = []
+        self._heartbeat: asyncio.Task[None] | None = None
 
     @property
     def admin_socket(self) -> Path:
@@ -91,7 +124,7 @@ class System:
         return self.sysroot.path(self.config.api.ro_socket)
 
     async def facts(self) -> LocalFacts:
-        observed = await self.host.observe()
+        observed = await self.configurator.observe()
         return LocalFacts(
             host_ip=str(self.config.node_address().ip),
             twins=observed.twins,
@@ -99,27 +132,59 @@ class System:
             network_namespace_path=self.config.units.network_namespace_path,
         )
 
-    async def _observe(self) -> Observed | None:
-        """The host now, or None when no CX-7 port is cabled."""
+    async def _after_apply(self) -> None:
+        self.loop.poke("links")
+        await self.peer_listener.ensure()
+
+    def _twins(self) -> Twins | None:
+        s = self.snapshot
         try:
-            return await self.host.observe()
+            return select_twins(list(s.rdma), s.links, self.config.interconnect.mode)
         except PreconditionFailed:
             return None
 
     async def _twin_netdevs(self) -> list[str]:
-        observed = await self._observe()
-        return [t.netdev for t in observed.twins.all()] if observed else []
+        """The twins, from the snapshot (the route guard asks the kernel for the route itself)."""
+        twins = self._twins()
+        return [t.netdev for t in twins.all()] if twins else []
 
     async def _listen_addresses(self) -> list[str]:
-        """This node's interconnect addresses that are present on its twins now."""
-        observed = await self._observe()
-        if observed is None:
+        """This node's interconnect addresses that are present on its twins now (from the snapshot)."""
+        s, twins = self.snapshot, self._twins()
+        if twins is None:
             return []
         return [
             str(address.ip)
-            for netdev, address in desired_addresses(self.config, observed.twins).items()
-            if address in observed.links[netdev].addresses
+            for netdev, address in desired_addresses(self.config, twins).items()
+            if netdev in s.links and address in s.links[netdev].addresses
         ]
+
+    async def start(self) -> None:
+        """Observes once, binds the sockets and the peer listener, and starts the loops."""
+        await self.loop.run_once()
+        admin = build_server(self.servicers, read_only=False)
+        ro = build_server(self.servicers, read_only=True)
+        await serve_unix(admin, self.admin_socket, 0o660, self.config.api.socket_group)
+        await serve_unix(ro, self.ro_socket, 0o666, self.config.api.socket_group)
+        self._servers = [admin, ro]
+        self.loop.start()
+        await self.peer_listener.ensure()
+        self._heartbeat = asyncio.create_task(
+            run_heartbeat(self.peers, self.peer_listener.ensure, self.config.peer.heartbeat_s)
+        )
+
+    async def stop(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
+        await self.loop.stop()
+        await self.peer_listener.stop()
+        await self.peers.close()
+        await asyncio.gather(*(s.grpc.stop(grace=2.0) for s in self._servers))
+        for path in (self.admin_socket, self.ro_socket):
+            path.unlink(missing_ok=True)
+        await self.host.systemd.close()
+        self.host.gpus.close()
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Serves until SIGTERM/SIGINT (or `stop` is set)."""
@@ -127,15 +192,8 @@ class System:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        admin = build_server(self.servicers, read_only=False)
-        ro = build_server(self.servicers, read_only=True)
-        await serve_unix(admin, self.admin_socket, 0o660, self.config.api.socket_group)
-        await serve_unix(ro, self.ro_socket, 0o666, self.config.api.socket_group)
-        await self.peer_listener.ensure()
-        heartbeat = asyncio.create_task(
-            run_heartbeat(self.peers, self.peer_listener.ensure, self.config.peer.heartbeat_s)
-        )
-        adopted = [d.spec.name for d in await self.deployments.list()]
+        await self.start()
+        names = [d.name for d in self.deployments.list()]
         log.info(
             "sparkd.ready",
             version=__version__,
@@ -143,18 +201,13 @@ class System:
             role=self.config.node.role,
             node_id=self.identity.node_id,
             socket=str(self.admin_socket),
-            deployments=adopted,
+            deployments=names,
         )
-        _notify(f"READY=1\nSTATUS=serving on {self.admin_socket}; {len(adopted)} deployment(s)")
+        _notify(f"READY=1\nSTATUS=serving on {self.admin_socket}; {len(names)} deployment(s)")
         await stop.wait()
         _notify("STOPPING=1\nSTATUS=stopping")
         log.info("sparkd.stopping")
-        heartbeat.cancel()
-        await self.peer_listener.stop()
-        await self.peers.close()
-        await asyncio.gather(admin.grpc.stop(grace=2.0), ro.grpc.stop(grace=2.0))
-        for path in (self.admin_socket, self.ro_socket):
-            path.unlink(missing_ok=True)
+        await self.stop()
 
 
 def _notify(state: str) -> None:

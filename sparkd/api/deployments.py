@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 
 from sparkd.api import convert
 from sparkd.engine.deployments import DeploymentManager
-from sparkd.engine.spec import parse_yaml
+from sparkd.engine.spec import parse_yaml, validate_name
 from sparkd.errors import InvalidSpec
 from sparkd.v1 import deployment_service_pb2 as pb
 from sparkd.v1 import deployment_service_pb2_grpc as pb_grpc
@@ -23,7 +25,8 @@ class DeploymentServicer(pb_grpc.DeploymentServiceServicer):  # type: ignore[mis
             case "spec":
                 spec = convert.spec_from_proto(request.spec)
             case "spec_yaml":
-                spec = parse_yaml(request.spec_yaml)
+                # Parsed off the event loop: a slow document never stalls other calls.
+                spec = await asyncio.to_thread(parse_yaml, request.spec_yaml)
             case _:
                 raise InvalidSpec.one("source", "set spec or spec_yaml")
         status = await self.deployments.create(spec)
@@ -32,22 +35,16 @@ class DeploymentServicer(pb_grpc.DeploymentServiceServicer):  # type: ignore[mis
     async def GetDeployment(
         self, request: pb.GetDeploymentRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetDeploymentResponse:
-        if not request.name:
-            raise InvalidSpec.one("name", "required: the deployment's name")
-        return pb.GetDeploymentResponse(
-            deployment=convert.deployment_to_proto(await self.deployments.get(request.name))
-        )
+        name = validate_name(request.name)
+        return pb.GetDeploymentResponse(deployment=convert.deployment_to_proto(self.deployments.get(name)))
 
     async def ListDeployments(
         self, request: pb.ListDeploymentsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDeploymentsResponse:
-        return pb.ListDeploymentsResponse(
-            deployments=[convert.deployment_to_proto(d) for d in await self.deployments.list()]
-        )
+        return pb.ListDeploymentsResponse(deployments=[convert.deployment_to_proto(d) for d in self.deployments.list()])
 
     async def DeleteDeployment(
         self, request: pb.DeleteDeploymentRequest, context: grpc.aio.ServicerContext
     ) -> pb.DeleteDeploymentResponse:
-        if not request.name:
-            raise InvalidSpec.one("name", "required: the deployment's name")
-        return pb.DeleteDeploymentResponse(stopped_units=await self.deployments.delete(request.name))
+        name = validate_name(request.name)
+        return pb.DeleteDeploymentResponse(stopped_units=await self.deployments.delete(name))

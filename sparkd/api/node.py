@@ -16,7 +16,7 @@ class NodeServicer(pb_grpc.NodeServiceServicer):  # type: ignore[misc]
         self.inventory = inventory
 
     async def GetNode(self, request: pb.GetNodeRequest, context: grpc.aio.ServicerContext) -> pb.GetNodeResponse:
-        return pb.GetNodeResponse(node=convert.node_to_proto(await self.inventory.node()))
+        return pb.GetNodeResponse(node=convert.node_to_proto(self.inventory.node()))
 
     async def GetVersion(
         self, request: pb.GetVersionRequest, context: grpc.aio.ServicerContext

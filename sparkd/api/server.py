@@ -1,10 +1,12 @@
 """The local control API: the admin socket and the read-only socket.
 
-Both are unix sockets under /run/sparkd (under the sysroot): the directory is 0750
-and the admin socket 0660, owned by root and the `sparkd` group when it exists (that
-group is root-equivalent, like the docker group). The read-only socket serves the same
-services but refuses every method that changes something (PERMISSION_DENIED). No TCP
-control port. Both servers carry the standard health and reflection services.
+Both are unix sockets under /run/sparkd (under the sysroot): the directory is 0755, so
+any local user can reach the read-only socket (0666); the admin socket is 0660, owned by
+root and the `sparkd` group when it exists (that group is root-equivalent, like the
+docker group). Which methods each socket serves is decided by one table,
+`sparkd.rpc.authz`: the read-only socket serves READ methods by allow-list and refuses
+everything else with PERMISSION_DENIED. No TCP control port. Both servers carry the
+standard health and reflection services, and the limits of `sparkd.rpc.limits.LOCAL`.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from sparkd.api.deployments import DeploymentServicer
-from sparkd.api.errors import ErrorInterceptor
 from sparkd.api.host import HostServicer
 from sparkd.api.node import NodeServicer
 from sparkd.api.peers import PeerServicer
 from sparkd.api.status import StatusServicer
-from sparkd.errors import PermissionDenied, SparkdError
+from sparkd.errors import PermissionDenied
+from sparkd.rpc import authz, limits
+from sparkd.rpc.errors import Authorize, Interceptor
 from sparkd.v1 import (
     deployment_service_pb2,
     deployment_service_pb2_grpc,
@@ -36,15 +39,6 @@ from sparkd.v1 import (
     peer_service_pb2_grpc,
     status_service_pb2,
     status_service_pb2_grpc,
-)
-
-#: Methods that change the node; refused on the read-only socket.
-MUTATING = frozenset(
-    {
-        "/sparkd.v1.HostService/ApplyHost",
-        "/sparkd.v1.DeploymentService/CreateDeployment",
-        "/sparkd.v1.DeploymentService/DeleteDeployment",
-    }
 )
 
 SPARKD_SERVICES = [
@@ -66,10 +60,15 @@ class Servicers:
     status: StatusServicer
 
 
-def _read_only(method: str) -> SparkdError | None:
-    if method in MUTATING:
-        return PermissionDenied(f"{method} changes the node; use the admin socket (sparkd.sock)", method=method)
-    return None
+def authorizer(read_only: bool) -> Authorize:
+    socket = "read-only socket (sparkd-ro.sock)" if read_only else "admin socket"
+
+    def authorize(method: str, context: grpc.aio.ServicerContext) -> None:
+        if not authz.local_allowed(method, read_only):
+            hint = "use the admin socket (sparkd.sock, root or group sparkd)" if read_only else "not in the table"
+            raise PermissionDenied(f"{method} is not served on the {socket}; {hint}", method=method)
+
+    return authorize
 
 
 @dataclass
@@ -81,7 +80,11 @@ class ApiServer:
 
 
 def build_server(servicers: Servicers, read_only: bool) -> ApiServer:
-    server = grpc.aio.server(interceptors=[ErrorInterceptor(_read_only if read_only else None)])
+    server = grpc.aio.server(
+        interceptors=[Interceptor(authorizer(read_only))],
+        options=limits.LOCAL.options(),
+        maximum_concurrent_rpcs=limits.LOCAL.max_concurrent_rpcs,
+    )
     node_service_pb2_grpc.add_NodeServiceServicer_to_server(servicers.node, server)
     host_service_pb2_grpc.add_HostServiceServicer_to_server(servicers.host, server)
     peer_service_pb2_grpc.add_PeerServiceServicer_to_server(servicers.peers, server)
@@ -101,9 +104,9 @@ def _group_id(name: str) -> int:
 
 
 def prepare_socket_dir(path: Path, group: str) -> None:
-    """Creates the socket directory, 0750, root:group."""
+    """Creates the socket directory, 0755 (any user reaches the read-only socket), root:group."""
     path.mkdir(parents=True, exist_ok=True)
-    os.chmod(path, 0o750)
+    os.chmod(path, 0o755)
     os.chown(path, -1, _group_id(group))
 
 

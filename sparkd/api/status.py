@@ -18,7 +18,7 @@ class StatusServicer(pb_grpc.StatusServiceServicer):  # type: ignore[misc]
 
     async def GetStatus(self, request: pb.GetStatusRequest, context: grpc.aio.ServicerContext) -> pb.GetStatusResponse:
         return pb.GetStatusResponse(
-            node=convert.node_to_proto(await self.inventory.node()),
+            node=convert.node_to_proto(self.inventory.node()),
             peers=[convert.peer_to_proto(p) for p in self.peers.peers()],
-            deployments=[convert.deployment_to_proto(d) for d in await self.deployments.list()],
+            deployments=[convert.deployment_to_proto(d) for d in self.deployments.list()],
         )

@@ -3,8 +3,10 @@
 The head validates the spec, assigns ranks (itself rank 0, connected workers by index),
 persists the record (desired state) and asks each worker, through the peer layer, to
 start its part, workers first, then starts its own. Each node starts only its own unit.
-State is computed from evidence, not remembered: the unit's ActiveState from systemd,
-the workers' unit states from their last hello, and the head's `/health` answer.
+State is computed from evidence, never remembered: the unit's ActiveState and the head's
+`/health` answer as the state loop last saw them (`Snapshot`), and the workers' unit
+states from their last hello. Reads touch no D-Bus and no HTTP: records are kept in
+memory and written through to the store.
 """
 
 from __future__ import annotations
@@ -12,41 +14,39 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
 
 from sparkd.config import Config
-from sparkd.engine.launch import MASTER_PORT, LocalFacts, plan_unit, unit_name
-from sparkd.engine.store import DeploymentStore
+from sparkd.engine.launch import MASTER_PORT, LocalFacts, plan_unit
+from sparkd.engine.observer import Interests
+from sparkd.engine.store import BrokenRecord, DeploymentStore
 from sparkd.errors import AlreadyExists, NotFound, NotSupported, PeerUnavailable, PreconditionFailed
-from sparkd.host.http import http_status
-from sparkd.host.systemd import Systemd, UnitState
+from sparkd.events import EventBus
+from sparkd.host.protocols import Systemd
 from sparkd.model.deployment import (
     Assignment,
     DeploymentRecord,
     DeploymentSpec,
     DeploymentState,
+    DeploymentStatus,
     Framework,
     NodePart,
+    NodeStatus,
+    PartSummary,
+    WorkerInfo,
+    unit_name,
+    unit_pattern,
 )
+from sparkd.model.observed import Snapshot
+from sparkd.model.unit import UnitState
 
 log = structlog.get_logger(__name__)
 
 
-@dataclass(frozen=True)
-class WorkerInfo:
-    """A connected worker, as the peer layer knows it."""
-
-    node_id: str
-    name: str
-    index: int
-    address: str
-
-
 class Cluster(Protocol):
-    """What the deployment engine needs from the peer layer."""
+    """What the deployment engine needs from the peer layer (`sparkd.peer.manager.PeerManager`)."""
 
     def connected_workers(self) -> list[WorkerInfo]: ...
 
@@ -59,30 +59,6 @@ class Cluster(Protocol):
     def head_state(self, name: str) -> DeploymentState | None: ...
 
 
-@dataclass(frozen=True)
-class NodeStatus:
-    """One node's part, observed."""
-
-    node_name: str
-    rank: int
-    address: str
-    unit: str
-    unit_active_state: str
-
-
-@dataclass(frozen=True)
-class DeploymentStatus:
-    """A deployment and its observed state."""
-
-    spec: DeploymentSpec
-    state: DeploymentState
-    message: str
-    nodes: tuple[NodeStatus, ...]
-    create_time: float
-    unit: str
-    unit_active_state: str
-
-
 class DeploymentManager:
     """Creates, reports and deletes deployments on this node."""
 
@@ -93,14 +69,39 @@ class DeploymentManager:
         systemd: Systemd,
         facts: Callable[[], Awaitable[LocalFacts]],
         cluster: Cluster,
+        snapshot: Snapshot,
+        bus: EventBus,
+        poke: Callable[[], None] = lambda: None,
     ) -> None:
         self.config, self.store, self.systemd, self.facts, self.cluster = config, store, systemd, facts, cluster
+        self.snapshot, self.bus, self.poke = snapshot, bus, poke
         self._lock = asyncio.Lock()
-        self._last_state: dict[str, DeploymentState] = {}
+        records, broken = store.load_all()
+        self._records = {r.spec.name: r for r in records}
+        self._broken = {b.name: b for b in broken if b.name not in self._records}
 
     @property
     def is_head(self) -> bool:
         return self.config.node.role == "head"
+
+    # --- what the state loop watches ---------------------------------------------------------
+
+    def interests(self) -> Interests:
+        records = sorted(self._records.values(), key=lambda r: r.spec.name)
+        ports = tuple(r.spec.port for r in records if r.assignment.rank == 0) if self.is_head else ()
+        return Interests(units=tuple(r.unit for r in records), health_ports=ports)
+
+    def refresh(self) -> None:
+        """Turns the latest evidence into states: publishes transitions, updates hello summaries."""
+        statuses = self.list()
+        for s in statuses:
+            self.bus.transition("deployment", s.name, s.state.value, s.message)
+        self.snapshot.deployments = tuple(
+            PartSummary(s.name, s.state, s.unit, s.unit_active_state) for s in statuses if s.spec is not None
+        )
+
+    def _remember_unit(self, state: UnitState) -> None:
+        self.snapshot.units = {**self.snapshot.units, state.name: state}
 
     # --- head --------------------------------------------------------------------------------
 
@@ -111,10 +112,16 @@ class DeploymentManager:
         if spec.framework is not Framework.VLLM:
             raise NotSupported(f"framework {spec.framework.value} cannot be launched yet; use vllm", field="framework")
         async with self._lock:
-            existing = self.store.load(spec.name)
+            if spec.name in self._broken:
+                raise AlreadyExists(
+                    f"deployment {spec.name} has an unreadable record; delete it first "
+                    f"(sparkctl-client deploy down {spec.name})",
+                    name=spec.name,
+                )
+            existing = self._records.get(spec.name)
             if existing is not None:
                 if existing.spec == spec:
-                    return await self.status(existing)
+                    return self.status(existing)
                 raise AlreadyExists(
                     f"deployment {spec.name} exists with a different spec; delete it first "
                     f"(sparkctl-client deploy down {spec.name})",
@@ -130,18 +137,17 @@ class DeploymentManager:
                 )
             facts = await self.facts()
             workers = workers[: spec.world_size - 1]
-            parts = [NodePart(self.config.node.name, "", 0, facts.host_ip, unit_name(spec.name, 0))] + [
-                NodePart(w.name, w.node_id, rank, w.address, unit_name(spec.name, rank))
-                for rank, w in enumerate(workers, start=1)
+            parts = [NodePart(self.config.node.name, "", 0, facts.host_ip)] + [
+                NodePart(w.name, w.node_id, rank, w.address) for rank, w in enumerate(workers, start=1)
             ]
             record = DeploymentRecord(
                 spec=spec,
                 assignment=self._assignment(0, spec, facts.host_ip),
-                unit=parts[0].unit,
                 parts=tuple(parts),
                 create_time=time.time(),
             )
             self.store.save(record)
+            self._records[spec.name] = record
             log.info("deployment.created", deployment=spec.name, nodes=len(parts))
             started: list[NodePart] = []
             try:
@@ -156,12 +162,19 @@ class DeploymentManager:
                         await self.cluster.stop_part(part.node_id, spec.name)
                     except Exception as e:
                         log.error("deployment.cleanup_failed", deployment=spec.name, node=part.node_name, error=str(e))
-                self.store.delete(spec.name)
+                self._forget(spec.name)
                 raise
-            return await self.status(record)
+            self.poke()
+            return self.status(record)
 
     def _assignment(self, rank: int, spec: DeploymentSpec, master: str) -> Assignment:
         return Assignment(rank=rank, nnodes=spec.world_size, master_addr=master, master_port=MASTER_PORT)
+
+    def _forget(self, name: str) -> None:
+        self.store.delete(name)
+        self._records.pop(name, None)
+        self._broken.pop(name, None)
+        self.bus.forget("deployment", name)
 
     async def delete(self, name: str) -> list[str]:
         """Stops the deployment on every node (workers first) and forgets it.
@@ -170,7 +183,9 @@ class DeploymentManager:
         back); everything reachable, the head's own unit included, is stopped anyway.
         """
         async with self._lock:
-            record = self.store.load(name)
+            if name in self._broken:
+                return await self._delete_broken(self._broken[name])
+            record = self._records.get(name)
             if record is None:
                 raise NotFound(f"no deployment named {name}", name=name)
             stopped, unreachable = [], []
@@ -186,9 +201,26 @@ class DeploymentManager:
                     f"{', '.join(unreachable)}: run `sparkctl-client deploy down {name}` again when it is back",
                     peer=unreachable[0],
                 )
-            stopped.append(await self.stop_part(name))
-            self._last_state.pop(name, None)
+            stopped.append(await self._stop_local(name))
             return [u for u in stopped if u]
+
+    async def _delete_broken(self, broken: BrokenRecord) -> list[str]:
+        """A record that could not be read: stop whatever units of that name run here (and, on the
+        head, ask every connected worker to stop its part), then remove the record."""
+        name = broken.name
+        stopped = []
+        if self.is_head:
+            for worker in self.cluster.connected_workers():
+                try:
+                    stopped.append(await self.cluster.stop_part(worker.node_id, name))
+                except PeerUnavailable as e:
+                    log.warning("deployment.broken_stop_failed", deployment=name, node=worker.name, error=e.message)
+        for unit in await self.systemd.list_units(unit_pattern(name)):
+            await self.systemd.stop(unit)
+            stopped.append(unit)
+        self._forget(name)
+        log.info("deployment.broken_record_deleted", deployment=name, path=broken.path)
+        return [u for u in stopped if u]
 
     # --- every node ---------------------------------------------------------------------------
 
@@ -197,43 +229,81 @@ class DeploymentManager:
         if self.is_head:
             raise PreconditionFailed("the head starts its own part; only workers take parts from the peer API")
         async with self._lock:
-            self.store.save(DeploymentRecord(spec, assignment, unit_name(spec.name, assignment.rank), (), time.time()))
-            return await self._start_local(spec, assignment)
+            record = DeploymentRecord(spec, assignment, (), time.time())
+            self.store.save(record)
+            self._records[spec.name] = record
+            self._broken.pop(spec.name, None)
+            state = await self._start_local(spec, assignment)
+            self.poke()
+            return state
 
     async def _start_local(self, spec: DeploymentSpec, assignment: Assignment) -> UnitState:
         unit = plan_unit(spec, assignment, await self.facts())
         state = await self.systemd.state(unit.name)
         if state.running:
             log.info("deployment.unit_adopted", unit=unit.name)
+            self._remember_unit(state)
             return state
         if state.active_state == "failed":
             await self.systemd.stop(unit.name)  # resets the failed state
         await self.systemd.start(unit)
         log.info("deployment.unit_started", unit=unit.name, argv=" ".join(unit.argv))
-        return await self.systemd.state(unit.name)
+        state = await self.systemd.state(unit.name)
+        self._remember_unit(state)
+        return state
 
     async def stop_part(self, name: str) -> str:
-        """Stops this node's unit of deployment `name` and forgets the record. Idempotent."""
-        record = self.store.load(name)
+        """Stops this node's part of deployment `name` (as the head asked) and forgets it. Idempotent."""
+        if self.is_head:
+            raise PreconditionFailed("the head stops its own part; only workers take parts from the peer API")
+        async with self._lock:
+            if name in self._broken:
+                return ", ".join(await self._delete_broken(self._broken[name]))
+            return await self._stop_local(name)
+
+    async def _stop_local(self, name: str) -> str:
+        record = self._records.get(name)
         if record is None:
             return ""
         await self.systemd.stop(record.unit)
-        self.store.delete(name)
+        self._forget(name)
         log.info("deployment.unit_stopped", unit=record.unit)
         return record.unit
 
-    async def get(self, name: str) -> DeploymentStatus:
-        record = self.store.load(name)
+    # --- reads (no I/O) -----------------------------------------------------------------------
+
+    def get(self, name: str) -> DeploymentStatus:
+        if name in self._broken:
+            return self._broken_status(self._broken[name])
+        record = self._records.get(name)
         if record is None:
             raise NotFound(f"no deployment named {name}", name=name)
-        return await self.status(record)
+        return self.status(record)
 
-    async def list(self) -> list[DeploymentStatus]:
-        return [await self.status(r) for r in self.store.all()]
+    def list(self) -> list[DeploymentStatus]:
+        statuses = [self.status(r) for r in self._records.values()]
+        statuses += [self._broken_status(b) for b in self._broken.values()]
+        return sorted(statuses, key=lambda s: s.name)
 
-    async def status(self, record: DeploymentRecord) -> DeploymentStatus:
-        """The deployment's state, from evidence."""
-        own = await self.systemd.state(record.unit)
+    def _broken_status(self, broken: BrokenRecord) -> DeploymentStatus:
+        unit = unit_name(broken.name, 0) if self.is_head else ""
+        return DeploymentStatus(
+            name=broken.name,
+            spec=None,
+            state=DeploymentState.FAILED,
+            message=(
+                f"the record could not be read ({broken.error}); it was moved to {broken.path}. "
+                f"Delete the deployment with `sparkctl-client deploy down {broken.name}`"
+            ),
+            nodes=(),
+            create_time=0.0,
+            unit=unit,
+            unit_active_state="unknown",
+        )
+
+    def status(self, record: DeploymentRecord) -> DeploymentStatus:
+        """The deployment's state, from the latest evidence."""
+        own = self.snapshot.unit(record.unit)
         name = record.spec.name
         nodes: list[NodeStatus] = []
         for part in record.parts:
@@ -242,8 +312,10 @@ class DeploymentManager:
                 if part.rank == 0
                 else (self.cluster.worker_unit_state(part.node_id, name) or "unknown")
             )
-            nodes.append(NodeStatus(part.node_name, part.rank, part.address, part.unit, active))
-        if not own.running:
+            nodes.append(NodeStatus(part.node_name, part.rank, part.address, unit_name(name, part.rank), active))
+        if own.active_state == "unknown":
+            state, message = DeploymentState.PENDING, f"waiting for the first observation of unit {record.unit}"
+        elif not own.running:
             state, message = DeploymentState.FAILED, f"unit {record.unit} is {own.active_state}"
         elif record.assignment.rank == 0:
             dead = [n for n in nodes if n.unit_active_state in ("failed", "inactive")]
@@ -252,7 +324,7 @@ class DeploymentManager:
                 message = (
                     f"rank {dead[0].rank} unit {dead[0].unit} on {dead[0].node_name} is {dead[0].unit_active_state}"
                 )
-            elif await http_status("127.0.0.1", record.spec.port, "/health") == 200:
+            elif self.snapshot.health.get(record.spec.port) == 200:
                 state, message = DeploymentState.READY, f"serving on port {record.spec.port}"
             else:
                 state, message = DeploymentState.STARTING, f"waiting for /health on port {record.spec.port}"
@@ -262,11 +334,6 @@ class DeploymentManager:
                 state, message = DeploymentState.READY, "unit active; the head is serving"
             else:
                 state, message = DeploymentState.STARTING, "unit active; waiting for the head"
-        if self._last_state.get(name) is not state:
-            self._last_state[name] = state
-            (log.warning if state is DeploymentState.FAILED else log.info)(
-                "deployment.state_changed", deployment=name, state=state.value, reason=message
-            )
         return DeploymentStatus(
-            record.spec, state, message, tuple(nodes), record.create_time, record.unit, own.active_state
+            name, record.spec, state, message, tuple(nodes), record.create_time, record.unit, own.active_state
         )

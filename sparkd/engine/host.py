@@ -17,9 +17,7 @@ import structlog
 from sparkd.config import Config
 from sparkd.engine.twins import select_twins
 from sparkd.errors import HostOperationFailed, VerifyFailed
-from sparkd.host.netlink import Netlink
-from sparkd.host.sysfs import Sysfs
-from sparkd.host.sysroot import Sysroot
+from sparkd.host.protocols import Files, Netlink, Sysfs
 from sparkd.model.host import ActionKind, HostAction
 from sparkd.model.inventory import LinkState, Twins
 from sparkd.render.nccl import nccl_env, render_nccl_conf
@@ -100,14 +98,14 @@ def plan(config: Config, observed: Observed) -> list[HostAction]:
 class HostConfigurator:
     """Observes, plans and applies this node's interconnect configuration."""
 
-    def __init__(self, config: Config, sysroot: Sysroot, sysfs: Sysfs, netlink: Netlink) -> None:
-        self.config, self.sysroot, self.sysfs, self.netlink = config, sysroot, sysfs, netlink
+    def __init__(self, config: Config, files: Files, sysfs: Sysfs, netlink: Netlink) -> None:
+        self.config, self.files, self.sysfs, self.netlink = config, files, sysfs, netlink
 
     async def observe(self) -> Observed:
         links = await self.netlink.links()
         twins = select_twins(self.sysfs.rdma_ports(), links, self.config.interconnect.mode)
         try:
-            nccl_conf = self.sysroot.read_text(NCCL_CONF)
+            nccl_conf = self.files.read_text(NCCL_CONF)
         except OSError:
             nccl_conf = None  # unreadable (e.g. a directory): plan a rewrite; the write reports the error
         return Observed(links, twins, nccl_conf)
@@ -163,11 +161,11 @@ class HostConfigurator:
                 return HostAction(ActionKind.SET_LINK_UP, a.target, a.desired, a.current, "restore link state")
             case ActionKind.WRITE_FILE:
                 try:
-                    previous = self.sysroot.read_text(a.target)
+                    previous = self.files.read_text(a.target)
                     if a.desired == "absent":
-                        self.sysroot.remove(a.target)
+                        self.files.remove(a.target)
                     else:
-                        self.sysroot.write_atomic(a.target, a.content)
+                        self.files.write_atomic(a.target, a.content)
                 except OSError as e:
                     raise HostOperationFailed(f"cannot write {a.target}: {e.strerror}", path=a.target) from e
                 if previous is None:

@@ -1,4 +1,8 @@
-"""The node's identity and inventory: sysfs facts joined with netlink state, memory, GPUs."""
+"""The node's identity and inventory: sysfs facts joined with netlink state, memory, GPUs.
+
+Built from the state loop's snapshot only: a GetNode or GetStatus does no netlink, NVML
+or file I/O of its own.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +10,20 @@ from sparkd import __version__
 from sparkd.config import Config
 from sparkd.engine.twins import cabled_functions, select_twins
 from sparkd.errors import PreconditionFailed
-from sparkd.host.gpu import Gpus
-from sparkd.host.netlink import Netlink
-from sparkd.host.proc import Proc
-from sparkd.host.sysfs import Sysfs
 from sparkd.identity import Identity
 from sparkd.model.node import NodeInfo, PortInfo
+from sparkd.model.observed import Snapshot
 
 
 class Inventory:
-    """Builds NodeInfo from the host adapters."""
+    """Builds NodeInfo from the snapshot."""
 
-    def __init__(
-        self, config: Config, identity: Identity, sysfs: Sysfs, netlink: Netlink, proc: Proc, gpus: Gpus
-    ) -> None:
-        self.config, self.identity = config, identity
-        self.sysfs, self.netlink, self.proc, self.gpus = sysfs, netlink, proc, gpus
+    def __init__(self, config: Config, identity: Identity, snapshot: Snapshot) -> None:
+        self.config, self.identity, self.snapshot = config, identity, snapshot
 
-    async def node(self) -> NodeInfo:
-        links = await self.netlink.links()
-        rdma = self.sysfs.rdma_ports()
+    def node(self) -> NodeInfo:
+        s = self.snapshot
+        links, rdma = s.links, list(s.rdma)
         try:
             twins = select_twins(rdma, links, self.config.interconnect.mode)
             twin_of = {twins.a.netdev: "A"} | ({twins.b.netdev: "B"} if twins.b else {})
@@ -50,17 +48,16 @@ class Inventory:
                     rdma_state=p.state,
                 )
             )
-        gpus, reason = self.gpus.gpus()
         return NodeInfo(
             node_id=self.identity.node_id,
             name=self.config.node.name,
             role=self.config.node.role,
             index=self.config.node.index,
             sparkd_version=__version__,
-            kernel=self.proc.kernel_release(),
-            memory=self.proc.memory(),
+            kernel=s.kernel,
+            memory=s.memory,
             ports=tuple(ports),
-            gpus=tuple(gpus),
-            gpu_unavailable_reason=reason,
+            gpus=s.gpus,
+            gpu_unavailable_reason=s.gpu_reason,
             key_fingerprint=self.identity.fingerprint,
         )

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sparkd.errors import NotSupported
-from sparkd.host.systemd import UnitSpec
-from sparkd.model.deployment import Assignment, DeploymentSpec, Framework
+from sparkd.model.deployment import Assignment, DeploymentSpec, Framework, unit_name
 from sparkd.model.inventory import Twins
+from sparkd.model.unit import UnitSpec
 from sparkd.render.nccl import nccl_env
 
 MASTER_PORT = 29501
@@ -28,11 +28,6 @@ class LocalFacts:
     twins: Twins
     vllm_venv: str
     network_namespace_path: str = ""
-
-
-def unit_name(deployment: str, rank: int) -> str:
-    """The unit of a deployment's rank; unique across the cluster (and in the lab's one systemd)."""
-    return f"sparkd-{deployment}-rank{rank}.service"
 
 
 def vllm_argv(spec: DeploymentSpec, a: Assignment, venv: str) -> list[str]:

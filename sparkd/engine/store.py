@@ -1,24 +1,43 @@
-"""Deployment records on disk: `<state_dir>/deployments/<name>.json`, written atomically.
+"""Deployment records on disk: `<state_dir>/deployments/<name>.json`, written atomically (0600).
 
 Deployments are desired state: they survive daemon restarts (and, in a later revision,
-reboots). The record format carries a `format` number so it can be migrated.
+reboots). A record is never trusted: its file name must be a valid deployment name, it
+must parse, its spec must pass the same validation as an operator's spec and name the
+same deployment, and its assignment and parts must be in range. A record that fails is
+moved aside to `<name>.json.corrupt` and reported as broken (the daemon reports it as a
+FAILED deployment that can be deleted); it never stops the daemon. Unit names are not
+stored: they are derived from the deployment name and rank (`model.deployment.unit_name`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
-from dataclasses import asdict
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import structlog
 
-from sparkd.host.sysroot import Sysroot
-from sparkd.model.deployment import Assignment, DeploymentRecord, DeploymentSpec, Framework, NodePart
+from sparkd.engine.spec import validate, validate_name
+from sparkd.errors import InvalidSpec
+from sparkd.host.protocols import Files
+from sparkd.model.deployment import Assignment, DeploymentRecord, NodePart
 
 log = structlog.get_logger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # 1: the walking skeleton's, with unit names stored (they are ignored when read)
+MAX_RECORD_BYTES = 256 * 1024
+MAX_NODES = 64
+SUFFIX, CORRUPT = ".json", ".json.corrupt"
+
+
+@dataclass(frozen=True)
+class BrokenRecord:
+    """A record that could not be read, moved aside to `path`."""
+
+    name: str
+    path: str
+    error: str
 
 
 def _to_json(record: DeploymentRecord) -> bytes:
@@ -27,50 +46,113 @@ def _to_json(record: DeploymentRecord) -> bytes:
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
 
-def _from_json(data: str) -> DeploymentRecord:
+def _int(doc: dict[str, Any], key: str, low: int, high: int) -> int:
+    value = doc[key]
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ValueError(f"{key} must be an integer from {low} to {high}")
+    return value
+
+
+def _assignment(doc: Any) -> Assignment:
+    if not isinstance(doc, dict):
+        raise ValueError("assignment must be an object")
+    nnodes = _int(doc, "nnodes", 1, MAX_NODES)
+    master = doc["master_addr"]
+    ipaddress.IPv4Address(master)  # raises ValueError
+    return Assignment(_int(doc, "rank", 0, nnodes - 1), nnodes, str(master), _int(doc, "master_port", 1, 65535))
+
+
+def _part(doc: Any) -> NodePart:
+    if not isinstance(doc, dict):
+        raise ValueError("a part must be an object")
+    strings = {k: doc[k] for k in ("node_name", "node_id", "address")}
+    if not all(isinstance(v, str) and len(v) <= 128 and v.isprintable() for v in strings.values()):
+        raise ValueError("a part's node_name, node_id and address must be short printable strings")
+    ipaddress.IPv4Address(strings["address"])
+    return NodePart(strings["node_name"], strings["node_id"], _int(doc, "rank", 0, MAX_NODES - 1), strings["address"])
+
+
+def parse_record(name: str, data: str) -> DeploymentRecord:
+    """Parses and checks a record; raises ValueError (or InvalidSpec) saying what is wrong."""
+    if len(data) > MAX_RECORD_BYTES:
+        raise ValueError(f"larger than {MAX_RECORD_BYTES} bytes")
     doc = json.loads(data)
-    if doc.get("format") != FORMAT:
-        raise ValueError(f"unknown deployment record format {doc.get('format')!r}")
-    spec = dict(doc["spec"])
-    spec["framework"] = Framework(spec["framework"])
-    return DeploymentRecord(
-        spec=DeploymentSpec(**spec),
-        assignment=Assignment(**doc["assignment"]),
-        unit=doc["unit"],
-        parts=tuple(NodePart(**p) for p in doc["parts"]),
-        create_time=float(doc["create_time"]),
+    if not isinstance(doc, dict):
+        raise ValueError("not a JSON object")
+    if doc.get("format") not in (1, FORMAT):
+        raise ValueError(f"unknown record format {str(doc.get('format'))[:20]!r}")
+    spec_doc = doc.get("spec")
+    if not isinstance(spec_doc, dict):
+        raise ValueError("spec must be an object")
+    spec = validate(
+        {
+            "name": spec_doc.get("name"),
+            "framework": spec_doc.get("framework"),
+            "model": spec_doc.get("model"),
+            "served_model_name": spec_doc.get("served_model_name"),
+            "parallelism": {"pipeline": spec_doc.get("pipeline"), "tensor": spec_doc.get("tensor")},
+            "port": spec_doc.get("port"),
+        }
     )
+    if spec.name != name:
+        raise ValueError(f"the record of {name} holds deployment {spec.name}")
+    assignment = _assignment(doc.get("assignment"))
+    parts_doc = doc.get("parts")
+    if not isinstance(parts_doc, list) or len(parts_doc) > MAX_NODES:
+        raise ValueError("parts must be a list of at most 64 parts")
+    parts = tuple(_part(p) for p in parts_doc)
+    if parts and [p.rank for p in parts] != list(range(len(parts))):
+        raise ValueError("parts must be ranks 0, 1, ... in order")
+    create_time = doc.get("create_time")
+    if not isinstance(create_time, int | float) or isinstance(create_time, bool) or not 0 <= create_time < 1e11:
+        raise ValueError("create_time must be a time in seconds")
+    return DeploymentRecord(spec=spec, assignment=assignment, parts=parts, create_time=float(create_time))
 
 
 class DeploymentStore:
-    """Reads and writes deployment records under the sysroot."""
+    """Reads and writes deployment records through the Files adapter."""
 
-    def __init__(self, sysroot: Sysroot, state_dir: str) -> None:
-        self.sysroot = sysroot
+    def __init__(self, files: Files, state_dir: str) -> None:
+        self.files = files
         self.dir = f"{state_dir.rstrip('/')}/deployments"
 
-    def _path(self, name: str) -> str:
-        return f"{self.dir}/{name}.json"
+    def _path(self, name: str, suffix: str = SUFFIX) -> str:
+        return f"{self.dir}/{validate_name(name)}{suffix}"  # a path from a name never leaves the directory
 
     def save(self, record: DeploymentRecord) -> None:
-        self.sysroot.write_atomic(self._path(record.spec.name), _to_json(record), mode=0o600)
-
-    def load(self, name: str) -> DeploymentRecord | None:
-        text = self.sysroot.read_text(self._path(name))
-        return None if text is None else _from_json(text)
+        self.files.write_atomic(self._path(record.spec.name), _to_json(record), mode=0o600)
 
     def delete(self, name: str) -> None:
-        self.sysroot.remove(self._path(name))
+        """Removes the record and any broken record of that name."""
+        self.files.remove(self._path(name))
+        self.files.remove(self._path(name, CORRUPT))
 
-    def all(self) -> list[DeploymentRecord]:
-        """Every readable record; an unreadable one is logged and skipped, never fatal."""
-        directory = Path(self.sysroot.path(self.dir))
-        if not directory.is_dir():
-            return []
-        records = []
-        for path in sorted(directory.glob("*.json")):
+    def load_all(self) -> tuple[list[DeploymentRecord], list[BrokenRecord]]:
+        """Every record, and every broken one (moved aside now or at an earlier start)."""
+        records: list[DeploymentRecord] = []
+        broken: list[BrokenRecord] = []
+        for entry in self.files.list_dir(self.dir):
+            if entry.endswith(CORRUPT):
+                stem, suffix = entry.removesuffix(CORRUPT), CORRUPT
+            elif entry.endswith(SUFFIX):
+                stem, suffix = entry.removesuffix(SUFFIX), SUFFIX
+            else:
+                continue  # temporary files of an interrupted write, and anything else, are not records
             try:
-                records.append(_from_json(path.read_text()))
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                log.error("deployment.record_unreadable", path=str(path), error=str(e))
-        return records
+                name = validate_name(stem)
+            except InvalidSpec:
+                log.error("deployment.record_ignored", file=entry[:100], reason="not a valid deployment name")
+                continue
+            path = f"{self.dir}/{entry}"
+            if suffix == CORRUPT:
+                broken.append(BrokenRecord(name, path, "moved aside at an earlier start"))
+                continue
+            try:
+                records.append(parse_record(name, self.files.read_text(path) or ""))
+            except (OSError, ValueError, KeyError, TypeError, InvalidSpec, UnicodeDecodeError) as e:
+                error = f"{type(e).__name__}: {e}"[:300]
+                aside = self._path(name, CORRUPT)
+                self.files.rename(path, aside)
+                log.error("deployment.record_unreadable", deployment=name, moved_to=aside, error=error)
+                broken.append(BrokenRecord(name, aside, error))
+        return records, broken

@@ -28,8 +28,8 @@ async def _collect(result: Any) -> list[Any]:
     return list(result)
 
 
-class Netlink:
-    """rtnetlink operations in one network namespace."""
+class Pyroute2Netlink:
+    """rtnetlink operations in one network namespace (implements `protocols.Netlink`)."""
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns

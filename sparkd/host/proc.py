@@ -18,8 +18,8 @@ def parse_meminfo(text: str) -> MemoryInfo:
     return MemoryInfo(values.get("MemTotal", 0), values.get("MemAvailable", 0))
 
 
-class Proc:
-    """Reads /proc files under the sysroot."""
+class SysrootProc:
+    """Reads /proc files under the sysroot (implements `protocols.Proc`)."""
 
     def __init__(self, sysroot: Sysroot) -> None:
         self.sysroot = sysroot

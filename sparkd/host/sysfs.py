@@ -28,8 +28,8 @@ def parse_rate_gbps(text: str) -> int:
         return 0
 
 
-class Sysfs:
-    """RDMA sysfs reader."""
+class SysrootSysfs:
+    """RDMA sysfs reader (implements `protocols.Sysfs`)."""
 
     def __init__(self, sysroot: Sysroot) -> None:
         self.sysroot = sysroot

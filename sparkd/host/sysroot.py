@@ -13,15 +13,17 @@ from pathlib import Path
 
 
 class Sysroot:
-    """A root directory that host paths are resolved under."""
+    """A root directory that host paths are resolved under (implements `protocols.Files`)."""
 
     def __init__(self, root: str | Path = "/") -> None:
         self.root = Path(root)
 
     def path(self, host_path: str) -> Path:
         """Maps an absolute host path (e.g. "/etc/nccl.conf") into the sysroot."""
-        if not host_path.startswith("/"):
+        if not host_path.startswith("/") or "\0" in host_path:
             raise ValueError(f"host path must be absolute: {host_path!r}")
+        if ".." in host_path.split("/"):
+            raise ValueError(f"host path must not contain '..': {host_path!r}")
         return self.root / host_path.lstrip("/")
 
     def read_text(self, host_path: str) -> str | None:
@@ -51,12 +53,21 @@ class Sysroot:
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        dfd = os.open(target.parent, os.O_DIRECTORY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        _fsync_dir(target.parent)
         return True
+
+    def rename(self, host_path: str, new_host_path: str) -> None:
+        """Renames atomically and makes the rename durable (fsync of the directory)."""
+        target = self.path(new_host_path)
+        os.replace(self.path(host_path), target)
+        _fsync_dir(target.parent)
+
+    def list_dir(self, host_path: str) -> list[str]:
+        """The names in a directory, sorted; empty when it does not exist."""
+        try:
+            return sorted(os.listdir(self.path(host_path)))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
 
     def remove(self, host_path: str) -> bool:
         """Removes the file; returns False when it was not there."""
@@ -65,3 +76,12 @@ class Sysroot:
         except FileNotFoundError:
             return False
         return True
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Makes a rename or a new file in `directory` durable."""
+    fd = os.open(directory, os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

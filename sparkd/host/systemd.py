@@ -12,48 +12,16 @@ never restarts them; sparkd re-adopts them by name.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from jeepney import DBusAddress, DBusErrorResponse, new_method_call
 from jeepney.io.asyncio import DBusConnection, DBusRouter, RouterClosed, open_dbus_connection, unwrap_msg
 
 from sparkd.errors import HostOperationFailed
+from sparkd.model.unit import UnitSpec, UnitState
 
 _SYSTEMD = "org.freedesktop.systemd1"
 _MANAGER = DBusAddress("/org/freedesktop/systemd1", bus_name=_SYSTEMD, interface=f"{_SYSTEMD}.Manager")
-
-
-@dataclass(frozen=True)
-class UnitSpec:
-    """A transient service to start."""
-
-    name: str  # "sparkd-demo-rank0.service"
-    argv: Sequence[str]
-    description: str
-    environment: Mapping[str, str] = field(default_factory=dict)
-    # Joins this network namespace (NetworkNamespacePath=); the lab sets it per node.
-    network_namespace_path: str = ""
-    service_type: str = "exec"  # exec | notify | simple
-    restart: str = "no"
-    working_directory: str = ""
-
-
-@dataclass(frozen=True)
-class UnitState:
-    """What systemd says about a unit."""
-
-    name: str
-    load_state: str  # "loaded", "not-found"
-    active_state: str  # "active", "activating", "inactive", "failed", ...
-    sub_state: str
-    invocation_id: str  # changes on every (re)start: evidence a unit was not restarted
-    main_pid: int  # in systemd's PID namespace
-
-    @property
-    def running(self) -> bool:
-        return self.active_state in ("active", "activating", "reloading")
 
 
 def _properties(spec: UnitSpec) -> list[tuple[str, tuple[str, Any]]]:
@@ -74,8 +42,8 @@ def _properties(spec: UnitSpec) -> list[tuple[str, tuple[str, Any]]]:
     return props
 
 
-class Systemd:
-    """The system manager, over the D-Bus system bus.
+class DbusSystemd:
+    """The system manager, over the D-Bus system bus (implements `protocols.Systemd`).
 
     One connection is opened on first use and kept (a D-Bus connection costs an auth handshake);
     it is reopened once if the bus dropped it (e.g. dbus restarted).
@@ -145,3 +113,8 @@ class Systemd:
             invocation_id=bytes(invocation).hex(),
             main_pid=int(service.get("MainPID", ("u", 0))[1]),
         )
+
+    async def list_units(self, pattern: str) -> list[str]:
+        """Names of the loaded units matching a glob `pattern` (e.g. "sparkd-demo-rank*.service")."""
+        (units,) = await self._call(_MANAGER, "ListUnitsByPatterns", "asas", ([], [pattern]))
+        return sorted(str(u[0]) for u in units)

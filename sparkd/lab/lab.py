@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import TypeVar
 
 from sparkctl_client.client import Client, ClientError
-from sparkd.host.systemd import Systemd, UnitSpec
+from sparkd.host.systemd import DbusSystemd
 from sparkd.lab import fixtures, sandbox, topology
+from sparkd.model.unit import UnitSpec
 from sparkd.v1 import host_service_pb2, node_service_pb2, peer_pb2, peer_service_pb2
 
 T = TypeVar("T")
@@ -114,9 +115,9 @@ def _daemon_unit_spec(node: str) -> UnitSpec:
     )
 
 
-async def _each_on_systemd(op: Callable[[Systemd, T], Awaitable[None]], items: list[T]) -> None:
-    """Runs `op(systemd, item)` for each item on one D-Bus connection (e.g. `Systemd.start` for unit specs)."""
-    systemd = Systemd()
+async def _each_on_systemd(op: Callable[[DbusSystemd, T], Awaitable[None]], items: list[T]) -> None:
+    """Runs `op(systemd, item)` for each item on one D-Bus connection (e.g. `DbusSystemd.start` for unit specs)."""
+    systemd = DbusSystemd()
     try:
         for item in items:
             await op(systemd, item)
@@ -168,7 +169,7 @@ def up(n: int, bare: bool, log: Callable[[str], None] = print) -> LabState:
         (node_dir(node) / "sparkd.toml").write_text(_config(node, index))
         state.units.append(daemon_unit(node))
         state.save()
-        asyncio.run(_each_on_systemd(Systemd.start, [_daemon_unit_spec(node)]))
+        asyncio.run(_each_on_systemd(DbusSystemd.start, [_daemon_unit_spec(node)]))
     clients = {node: Client(str(admin_socket(node))) for node in state.nodes}
     try:
         _settle(clients, bare, t0, log)
@@ -202,17 +203,25 @@ def _settle(clients: dict[str, Client], bare: bool, t0: float, log: Callable[[st
     log(f"peers connected; lab ready in {time.monotonic() - t0:.1f} s")
 
 
+def _rank(record: Path) -> int:
+    """This node's rank in a deployment record (the lab's own files; 0 when unreadable)."""
+    try:
+        return int(json.loads(record.read_text())["assignment"]["rank"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
 def down(log: Callable[[str], None] = print) -> None:
     """Removes everything the lab created: units, processes, namespaces, sandbox, files."""
     state = LabState.load() or LabState()
     if state.units and not state.sandbox_pid:
         # A real systemd outlives the lab: stop the deployment units, then the daemons.
         deployments = [
-            json.loads(record.read_text()).get("unit", "")
+            f"sparkd-{record.name.removesuffix('.json')}-rank{_rank(record)}.service"
             for node in state.nodes
             for record in sorted((sysroot(node) / "var/lib/sparkd/deployments").glob("*.json"))
         ]
-        asyncio.run(_each_on_systemd(Systemd.stop, [u for u in deployments if u] + state.units))
+        asyncio.run(_each_on_systemd(DbusSystemd.stop, [u for u in deployments if u] + state.units))
     if state.sandbox_pid:
         sandbox.down(state.sandbox_pid)  # ends every unit and process inside it
     topology.destroy(state.namespaces or state.nodes)

@@ -14,6 +14,9 @@ class FixtureGpus:
     def __init__(self, path: Path) -> None:
         self.path = path
 
+    def close(self) -> None:
+        """Nothing to release."""
+
     def gpus(self) -> tuple[list[GpuInfo], str]:
         try:
             doc = json.loads(self.path.read_text())

@@ -52,6 +52,19 @@ class Assignment:
     master_port: int
 
 
+def unit_name(deployment: str, rank: int) -> str:
+    """The unit of a deployment's rank; unique across the cluster (and in the lab's one systemd).
+
+    Always derived from a validated deployment name and a rank, never read from disk or a peer.
+    """
+    return f"sparkd-{deployment}-rank{rank}.service"
+
+
+def unit_pattern(deployment: str) -> str:
+    """A glob matching every rank's unit of `deployment` on one node."""
+    return f"sparkd-{deployment}-rank*.service"
+
+
 @dataclass(frozen=True)
 class NodePart:
     """A node's part as the head records it."""
@@ -60,7 +73,6 @@ class NodePart:
     node_id: str
     rank: int
     address: str
-    unit: str
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,55 @@ class DeploymentRecord:
 
     spec: DeploymentSpec
     assignment: Assignment
-    unit: str
     parts: tuple[NodePart, ...]  # empty on workers
     create_time: float
+
+    @property
+    def unit(self) -> str:
+        """This node's unit for the deployment."""
+        return unit_name(self.spec.name, self.assignment.rank)
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A connected worker, as the peer layer knows it."""
+
+    node_id: str
+    name: str
+    index: int
+    address: str
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """One node's part, observed."""
+
+    node_name: str
+    rank: int
+    address: str
+    unit: str
+    unit_active_state: str
+
+
+@dataclass(frozen=True)
+class DeploymentStatus:
+    """A deployment and its observed state. `spec` is None for a record that could not be read."""
+
+    name: str
+    spec: DeploymentSpec | None
+    state: DeploymentState
+    message: str
+    nodes: tuple[NodeStatus, ...]
+    create_time: float
+    unit: str
+    unit_active_state: str
+
+
+@dataclass(frozen=True)
+class PartSummary:
+    """A deployment's state on one node, as hellos carry it."""
+
+    name: str
+    state: DeploymentState | None
+    unit: str
+    unit_active_state: str

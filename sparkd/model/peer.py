@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from sparkd.model.deployment import DeploymentState
+from sparkd.model.deployment import PartSummary
 
 
 class PeerState(Enum):
@@ -15,15 +15,6 @@ class PeerState(Enum):
     CONNECTED = "CONNECTED"
     DISCONNECTED = "DISCONNECTED"
     REFUSED = "REFUSED"
-
-
-@dataclass(frozen=True)
-class PeerDeployment:
-    """A deployment as a peer reported it in its last hello."""
-
-    state: DeploymentState | None
-    unit: str
-    unit_active_state: str
 
 
 @dataclass(frozen=True)
@@ -40,4 +31,4 @@ class PeerInfo:
     last_seen: float = 0.0
     rtt_us: int = 0
     last_error: str = ""
-    deployments: dict[str, PeerDeployment] = field(default_factory=dict)
+    deployments: dict[str, PartSummary] = field(default_factory=dict)

@@ -2,7 +2,8 @@
 
 A worker says hello to the head (twin-A address .1) every heartbeat; the head records
 each worker from its hellos and dials it back only to start or stop deployment parts.
-A peer not heard from within `peer.timeout_s` is DISCONNECTED.
+A peer not heard from within `peer.timeout_s` is DISCONNECTED. Hellos carry this node's
+deployment summaries from the state loop's snapshot, so answering one does no I/O.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import grpc
 import structlog
 
 from sparkd import PEER_PROTOCOL_VERSION, __version__
-from sparkd.api import convert
 from sparkd.config import Config
-from sparkd.engine.deployments import DeploymentStatus, WorkerInfo
 from sparkd.errors import PeerUnavailable, PreconditionFailed, SparkdError
+from sparkd.events import EventBus
 from sparkd.identity import Identity
-from sparkd.model.deployment import Assignment, DeploymentSpec, DeploymentState
-from sparkd.model.peer import PeerDeployment, PeerInfo, PeerState
+from sparkd.model.deployment import Assignment, DeploymentSpec, DeploymentState, PartSummary, WorkerInfo
+from sparkd.model.observed import Snapshot
+from sparkd.model.peer import PeerInfo, PeerState
+from sparkd.peer import convert
 from sparkd.peer.route_guard import RouteGuard
 from sparkd.peer.v1 import peer_service_pb2 as pb
 from sparkd.peer.v1 import peer_service_pb2_grpc as pb_grpc
@@ -32,20 +34,23 @@ log = structlog.get_logger(__name__)
 
 DIAL_TIMEOUT_S = 2.0
 START_TIMEOUT_S = 30.0
+MAX_RESPONSE_BYTES = 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_RESPONSE_BYTES),
+    ("grpc.max_send_message_length", MAX_RESPONSE_BYTES),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+]
 
 
 class PeerManager:
     """Tracks peers and talks to them. Implements the engine's `Cluster` protocol."""
 
     def __init__(
-        self,
-        config: Config,
-        identity: Identity,
-        guard: RouteGuard,
-        deployments: Callable[[], Awaitable[list[DeploymentStatus]]],
+        self, config: Config, identity: Identity, guard: RouteGuard, snapshot: Snapshot, bus: EventBus
     ) -> None:
         self.config, self.identity, self.guard = config, identity, guard
-        self.deployments = deployments
+        self.snapshot, self.bus = snapshot, bus
         self._peers: dict[str, PeerInfo] = {}
         self._channels: dict[str, grpc.aio.Channel] = {}
         self.head_address = str(config.node_address(0).ip)
@@ -67,20 +72,16 @@ class PeerManager:
             protocol_version=PEER_PROTOCOL_VERSION,
         )
 
-    async def summaries(self) -> list[pb.DeploymentSummary]:
-        return [
-            pb.DeploymentSummary(
-                name=d.spec.name,
-                state=convert.state_to_proto(d.state),
-                unit=d.unit,
-                unit_active_state=d.unit_active_state,
-            )
-            for d in await self.deployments()
-        ]
+    def summaries(self) -> list[pb.DeploymentSummary]:
+        return convert.summaries_to_proto(self.snapshot.deployments)
 
     def peers(self) -> list[PeerInfo]:
         self._expire()
         return sorted(self._peers.values(), key=lambda p: tuple(int(x) for x in p.address.split(".")))
+
+    def _set(self, info: PeerInfo, reason: str = "") -> None:
+        self._peers[info.address] = info
+        self.bus.transition("peer", info.name or info.address, info.state.value, reason)
 
     # --- heartbeat ----------------------------------------------------------------------------
 
@@ -92,33 +93,33 @@ class PeerManager:
 
     def _expire(self) -> None:
         now = time.time()
-        for address, p in list(self._peers.items()):
+        for p in list(self._peers.values()):
             if p.state is PeerState.CONNECTED and now - p.last_seen > self.config.peer.timeout_s:
-                log.warning("peer.disconnected", peer=p.name, address=address)
-                self._peers[address] = dataclasses.replace(p, state=PeerState.DISCONNECTED)
+                self._set(dataclasses.replace(p, state=PeerState.DISCONNECTED), "no hello within peer.timeout_s")
 
     async def _hello_head(self) -> None:
         address = self.head_address
         current = self._peers[address]
         try:
             stub = await self._stub(address)
-            request = pb.HelloRequest(node=self.hello(), deployments=await self.summaries())
+            request = pb.HelloRequest(node=self.hello(), deployments=self.summaries())
             t0 = time.perf_counter()
             response = await stub.Hello(request, timeout=DIAL_TIMEOUT_S)
             rtt = int((time.perf_counter() - t0) * 1e6)
+            convert.check_hello(response.node)
+            deployments = convert.summaries_from_proto(response.deployments)
         except (SparkdError, grpc.aio.AioRpcError) as e:
             message = e.message if isinstance(e, SparkdError) else f"{e.code().name}: {e.details()}"
             state = PeerState.DISCONNECTED if current.state is PeerState.CONNECTED else current.state
             if isinstance(e, grpc.aio.AioRpcError) and e.code() is grpc.StatusCode.FAILED_PRECONDITION:
                 state = PeerState.REFUSED
             if message != current.last_error:
-                log.warning("peer.hello_failed", address=address, error=message)
-            self._peers[address] = dataclasses.replace(current, state=state, last_error=message)
+                log.warning("peer.hello_failed", address=address, error=message[:500])
+            self._set(dataclasses.replace(current, state=state, last_error=message[:500]), message[:200])
             return
-        self._record(address, response.node, response.deployments, rtt)
+        self._record(address, response.node, deployments, rtt)
 
-    def _record(self, address: str, node: pb.NodeHello, deployments: list[pb.DeploymentSummary], rtt: int) -> None:
-        previous = self._peers.get(address)
+    def _record(self, address: str, node: pb.NodeHello, deployments: dict[str, PartSummary], rtt: int) -> None:
         info = PeerInfo(
             address=address,
             state=PeerState.CONNECTED,
@@ -129,21 +130,16 @@ class PeerManager:
             sparkd_version=node.sparkd_version,
             last_seen=time.time(),
             rtt_us=rtt,
-            deployments={
-                d.name: PeerDeployment(convert.state_from_proto(d.state), d.unit, d.unit_active_state)
-                for d in deployments
-            },
+            deployments=deployments,
         )
-        if previous is None or previous.state is not PeerState.CONNECTED:
-            log.info(
-                "peer.connected", peer=info.name, address=address, node_id=info.node_id, version=info.sparkd_version
-            )
-        self._peers[address] = info
+        self._set(info, f"hello from {node.name} ({node.node_id}, sparkd {node.sparkd_version})")
 
     # --- the head's side ----------------------------------------------------------------------
 
-    async def handle_hello(self, request: pb.HelloRequest, caller_ip: str) -> pb.HelloResponse:
-        """A worker's hello, received by the head."""
+    def handle_hello(self, request: pb.HelloRequest, caller_ip: str) -> pb.HelloResponse:
+        """A worker's hello, received by the head. Answers from the snapshot: no I/O."""
+        convert.check_hello(request.node)
+        deployments = convert.summaries_from_proto(request.deployments)
         node = request.node
         if self.config.node.role != "head":
             raise PreconditionFailed("this node is a worker; workers say hello to the head only")
@@ -153,17 +149,17 @@ class PeerManager:
                 "the same sparkd version",
                 peer=node.name,
             )
-        expected = str(self.config.node_address(node.index).ip)
+        expected = str(self.config.node_address(node.index).ip) if node.index >= 1 else ""
         if convert.role_from_proto(node.role) != "worker" or node.index < 1 or node.address != expected:
             raise PreconditionFailed(
-                f"hello from {node.name} claims role {node.role}, index {node.index}, address {node.address}; "
-                f"a worker with index {node.index} must use {expected}",
+                f"hello from {node.name} claims role {convert.role_from_proto(node.role)}, index {node.index}, "
+                f"address {node.address}; a worker has an index from 1 and the address of its index",
                 peer=node.name,
             )
         if caller_ip != node.address:
-            raise PreconditionFailed(f"hello for {node.address} arrived from {caller_ip}", peer=node.name)
-        self._record(node.address, node, list(request.deployments), 0)
-        return pb.HelloResponse(node=self.hello(), deployments=await self.summaries())
+            raise PreconditionFailed(f"hello for {node.address} arrived from {caller_ip[:64]}", peer=node.name)
+        self._record(node.address, node, deployments, 0)
+        return pb.HelloResponse(node=self.hello(), deployments=self.summaries())
 
     def connected_workers(self) -> list[WorkerInfo]:
         return [
@@ -185,14 +181,15 @@ class PeerManager:
         )
         response = await self._call(peer, "StartPart", request, START_TIMEOUT_S)
         # Fresh evidence until the worker's next hello reports the unit itself.
-        peer.deployments[spec.name] = PeerDeployment(None, response.unit, response.unit_active_state)
-        log.info("peer.part_started", peer=peer.name, unit=response.unit, state=response.unit_active_state)
-        return str(response.unit)
+        summary = PartSummary(spec.name, None, str(response.unit)[:128], str(response.unit_active_state)[:32])
+        self._peers[peer.address] = dataclasses.replace(peer, deployments={**peer.deployments, spec.name: summary})
+        log.info("peer.part_started", peer=peer.name, unit=summary.unit, state=summary.unit_active_state)
+        return summary.unit
 
     async def stop_part(self, node_id: str, name: str) -> str:
         peer = self._by_id(node_id)
         response = await self._call(peer, "StopPart", pb.StopPartRequest(name=name), START_TIMEOUT_S)
-        return str(response.unit)
+        return str(response.unit)[:256]
 
     async def _call(self, peer: PeerInfo, method: str, request: object, timeout: float) -> Any:
         self._expire()
@@ -204,7 +201,8 @@ class PeerManager:
             return await getattr(stub, method)(request, timeout=timeout)
         except grpc.aio.AioRpcError as e:
             raise PeerUnavailable(
-                f"{method} on {peer.name} ({peer.address}) failed: {e.code().name}: {e.details()}", peer=peer.name
+                f"{method} on {peer.name} ({peer.address}) failed: {e.code().name}: {str(e.details())[:500]}",
+                peer=peer.name,
             ) from e
 
     def worker_unit_state(self, node_id: str, name: str) -> str:
@@ -228,7 +226,7 @@ class PeerManager:
         await self.guard.check(address)
         channel = self._channels.get(address)
         if channel is None:
-            channel = grpc.aio.insecure_channel(f"{address}:{self.config.peer.port}")
+            channel = grpc.aio.insecure_channel(f"{address}:{self.config.peer.port}", options=CHANNEL_OPTIONS)
             self._channels[address] = channel
         return pb_grpc.PeerServiceStub(channel)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Collection
 
 from sparkd.errors import RouteNotOnInterconnect
-from sparkd.host.netlink import Netlink
+from sparkd.host.protocols import Netlink
 
 
 class RouteGuard:

@@ -145,7 +145,7 @@ def test_sockets_key_and_standard_services() -> None:
     from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
     run = lab_mod.sysroot("spark1") / "run/sparkd"
-    assert stat.S_IMODE(run.stat().st_mode) == 0o750
+    assert stat.S_IMODE(run.stat().st_mode) == 0o755
     assert stat.S_IMODE((run / "sparkd.sock").stat().st_mode) == 0o660
     assert stat.S_ISSOCK((run / "sparkd.sock").stat().st_mode)
     key = lab_mod.sysroot("spark1") / "var/lib/sparkd/node.key"

@@ -12,8 +12,8 @@ import pytest
 from sparkd.config import Config, NodeConfig
 from sparkd.engine.host import NCCL_CONF, HostConfigurator
 from sparkd.errors import HostOperationFailed, RouteNotOnInterconnect
-from sparkd.host.netlink import Netlink
-from sparkd.host.sysfs import Sysfs
+from sparkd.host.netlink import Pyroute2Netlink
+from sparkd.host.sysfs import SysrootSysfs
 from sparkd.host.sysroot import Sysroot
 from sparkd.model.host import ActionKind
 from sparkd.peer.route_guard import RouteGuard
@@ -23,7 +23,7 @@ from tests.integration.conftest import Pair
 def configurator(ns: str, root: Path, index: int) -> HostConfigurator:
     config = Config(node=NodeConfig(name=ns, role="head" if index == 0 else "worker", index=index), sysroot=str(root))
     sysroot = Sysroot(root)
-    return HostConfigurator(config, sysroot, Sysfs(sysroot), Netlink(ns))
+    return HostConfigurator(config, sysroot, SysrootSysfs(sysroot), Pyroute2Netlink(ns))
 
 
 def ip_addr(ns: str) -> dict[str, tuple[int, list[str], str]]:
@@ -107,7 +107,7 @@ def test_route_guard_allows_only_the_interconnect(pair: Pair) -> None:
     async def twins() -> list[str]:
         return [t.netdev for t in (await host.observe()).twins.all()]
 
-    guard = RouteGuard(Netlink(pair.a), twins)
+    guard = RouteGuard(Pyroute2Netlink(pair.a), twins)
     assert asyncio.run(guard.check("192.168.100.2")) == "enp1s0f1np1"
     assert asyncio.run(guard.check("192.168.101.2")) == "enP2p1s0f1np1"
     with pytest.raises(RouteNotOnInterconnect) as e:

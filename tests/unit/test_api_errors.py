@@ -7,8 +7,8 @@ from typing import TypeVar
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from sparkd.api.errors import DOMAIN, to_status
 from sparkd.errors import FieldViolation, InvalidSpec, PeerUnavailable, RouteNotOnInterconnect
+from sparkd.rpc.errors import DOMAIN, to_status
 from sparkd.v1 import error_reason_pb2
 
 M = TypeVar("M", bound=Message)

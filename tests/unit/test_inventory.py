@@ -8,8 +8,8 @@ import pytest
 
 from sparkd.engine.twins import select_twins
 from sparkd.errors import PreconditionFailed
-from sparkd.host.proc import Proc, parse_meminfo
-from sparkd.host.sysfs import Sysfs, parse_rate_gbps, parse_state
+from sparkd.host.proc import SysrootProc, parse_meminfo
+from sparkd.host.sysfs import SysrootSysfs, parse_rate_gbps, parse_state
 from sparkd.host.sysroot import Sysroot
 from sparkd.lab.fixtures import write_node_fixtures
 from sparkd.model.inventory import LinkState
@@ -27,19 +27,19 @@ def test_recorded_formats() -> None:
 
 def test_spark_layout_from_sysroot(tmp_path: Path) -> None:
     write_node_fixtures(tmp_path, 0)
-    ports = Sysfs(Sysroot(tmp_path)).rdma_ports()
+    ports = SysrootSysfs(Sysroot(tmp_path)).rdma_ports()
     assert [(p.rdma_device, p.netdev, p.pci_address, p.rate_gbps, p.state) for p in ports] == [
         ("rocep1s0f0", "enp1s0f0np0", "0000:01:00.0", 40, "DOWN"),
         ("rocep1s0f1", "enp1s0f1np1", "0000:01:00.1", 200, "ACTIVE"),
         ("roceP2p1s0f0", "enP2p1s0f0np0", "0002:01:00.0", 40, "DOWN"),
         ("roceP2p1s0f1", "enP2p1s0f1np1", "0002:01:00.1", 200, "ACTIVE"),
     ]
-    assert Proc(Sysroot(tmp_path)).memory().total_bytes == 127600748 * 1024
+    assert SysrootProc(Sysroot(tmp_path)).memory().total_bytes == 127600748 * 1024
 
 
 def test_twins_of_the_cabled_cage(tmp_path: Path) -> None:
     write_node_fixtures(tmp_path, 0)
-    ports = Sysfs(Sysroot(tmp_path)).rdma_ports()
+    ports = SysrootSysfs(Sysroot(tmp_path)).rdma_ports()
     links = {n: link(n) for n in ("enp1s0f0np0", "enp1s0f1np1", "enP2p1s0f0np0", "enP2p1s0f1np1")}
     twins = select_twins(ports, links)
     assert (twins.a.netdev, twins.b and twins.b.netdev) == ("enp1s0f1np1", "enP2p1s0f1np1")
@@ -66,6 +66,6 @@ def test_cabled_cage_detected_per_node_from_carrier() -> None:
 
 def test_no_cable_is_a_clear_error(tmp_path: Path) -> None:
     write_node_fixtures(tmp_path, 0)
-    ports = [p for p in Sysfs(Sysroot(tmp_path)).rdma_ports() if p.state != "ACTIVE"]
+    ports = [p for p in SysrootSysfs(Sysroot(tmp_path)).rdma_ports() if p.state != "ACTIVE"]
     with pytest.raises(PreconditionFailed, match="no cabled ConnectX-7 port"):
         select_twins(ports, {p.netdev: link(p.netdev) for p in ports})

@@ -1,38 +1,115 @@
-"""Deployment records: atomic JSON under the sysroot, round trip, unreadable records skipped."""
+"""Deployment records: atomic JSON under the sysroot, round trip, and records that are never trusted."""
 
 from __future__ import annotations
 
+import json
 import stat
 from pathlib import Path
 
-from sparkd.engine.store import DeploymentStore
+import pytest
+
+from sparkd.engine.store import CORRUPT, DeploymentStore
+from sparkd.errors import InvalidSpec
 from sparkd.host.sysroot import Sysroot
 from sparkd.model.deployment import Assignment, DeploymentRecord, DeploymentSpec, Framework, NodePart
 
 RECORD = DeploymentRecord(
     spec=DeploymentSpec("demo", Framework.VLLM, "/models/demo", "demo", 2, 1, 8000),
     assignment=Assignment(0, 2, "192.168.100.1", 29501),
-    unit="sparkd-demo-rank0.service",
     parts=(
-        NodePart("spark1", "", 0, "192.168.100.1", "sparkd-demo-rank0.service"),
-        NodePart("spark2", "abc", 1, "192.168.100.2", "sparkd-demo-rank1.service"),
+        NodePart("spark1", "", 0, "192.168.100.1"),
+        NodePart("spark2", "abcdefghijklmnop", 1, "192.168.100.2"),
     ),
     create_time=1.5,
 )
+DIR = "var/lib/sparkd/deployments"
+
+
+def store(tmp_path: Path) -> DeploymentStore:
+    return DeploymentStore(Sysroot(tmp_path), "/var/lib/sparkd")
 
 
 def test_round_trip_under_the_sysroot(tmp_path: Path) -> None:
-    store = DeploymentStore(Sysroot(tmp_path), "/var/lib/sparkd")
-    store.save(RECORD)
-    path = tmp_path / "var/lib/sparkd/deployments/demo.json"
+    s = store(tmp_path)
+    s.save(RECORD)
+    path = tmp_path / DIR / "demo.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert store.load("demo") == RECORD and store.all() == [RECORD]
-    store.delete("demo")
-    assert store.load("demo") is None and store.all() == []
+    assert "unit" not in json.loads(path.read_text())  # unit names are derived, never stored
+    assert s.load_all() == ([RECORD], [])
+    s.delete("demo")
+    assert s.load_all() == ([], [])
 
 
-def test_an_unreadable_record_is_skipped(tmp_path: Path) -> None:
-    store = DeploymentStore(Sysroot(tmp_path), "/var/lib/sparkd")
-    store.save(RECORD)
-    (tmp_path / "var/lib/sparkd/deployments/broken.json").write_text("{not json")
-    assert store.all() == [RECORD]
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b"", b"\0" * 4096, b"null", b"[]", b'{"format": 2}', b'{"format": 99}', b"\xff\xfe"],
+    ids=["garbage", "empty", "zeros", "null", "list", "no-spec", "format", "not-utf8"],
+)
+def test_an_unreadable_record_is_moved_aside_and_reported(tmp_path: Path, content: bytes) -> None:
+    s = store(tmp_path)
+    s.save(RECORD)
+    (tmp_path / DIR / "broken.json").write_bytes(content)
+    records, broken = s.load_all()
+    assert records == [RECORD]
+    assert [b.name for b in broken] == ["broken"] and broken[0].path.endswith("broken.json.corrupt")
+    assert not (tmp_path / DIR / "broken.json").exists() and (tmp_path / DIR / f"broken{CORRUPT}").exists()
+    # Reported again at the next start, and deleted with the deployment.
+    assert [b.name for b in s.load_all()[1]] == ["broken"]
+    s.delete("broken")
+    assert s.load_all() == ([RECORD], [])
+
+
+def _planted(tmp_path: Path, name: str, **changes: object) -> None:
+    doc = json.loads((tmp_path / DIR / "demo.json").read_text())
+    for dotted, value in changes.items():
+        target = doc
+        keys = dotted.split("__")
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = value
+    (tmp_path / DIR / f"{name}.json").write_text(json.dumps(doc))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"spec__name": "other"},  # the record of one deployment naming another
+        {"spec__model": "/models/x\0y"},
+        {"spec__name": "demo\n"},
+        {"spec__framework": "rm -rf"},
+        {"spec__pipeline": 10**30},
+        {"assignment__rank": 5},
+        {"assignment__master_addr": "evil.example"},
+        {"parts": [{"node_name": "a", "node_id": "", "rank": 3, "address": "192.168.100.1"}]},
+        {"create_time": "yesterday"},
+    ],
+)
+def test_a_record_that_does_not_validate_is_broken(tmp_path: Path, changes: dict[str, object]) -> None:
+    s = store(tmp_path)
+    s.save(RECORD)
+    _planted(tmp_path, "demo", **changes)
+    records, broken = s.load_all()
+    assert records == [] and [b.name for b in broken] == ["demo"], broken
+
+
+def test_a_walking_skeleton_record_with_a_planted_unit_name_is_read_without_it(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    s.save(RECORD)
+    _planted(tmp_path, "demo", format=1, unit="ssh.service")
+    (record,), _ = s.load_all()
+    assert record.unit == "sparkd-demo-rank0.service"
+
+
+@pytest.mark.parametrize("name", ["../etc/passwd", "demo\n", "", "Demo", "a/b"])
+def test_a_path_from_a_bad_name_never_leaves_the_directory(tmp_path: Path, name: str) -> None:
+    s = store(tmp_path)
+    with pytest.raises(InvalidSpec):
+        s.delete(name)
+
+
+def test_files_with_invalid_names_are_ignored(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    s.save(RECORD)
+    (tmp_path / DIR / "Bad Name.json").write_text("{}")
+    (tmp_path / DIR / ".demo.json.tmp123").write_text("{}")
+    assert s.load_all() == ([RECORD], [])

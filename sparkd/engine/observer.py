@@ -1,0 +1,172 @@
+"""The state loop: one per daemon, observing what is slow to observe, into the snapshot.
+
+Each probe (links and memory, units, the head's health endpoints, GPUs) runs as its own
+task with its own interval and a short timeout, so a hung `/health` or a slow D-Bus call
+never delays another probe, and no request path ever waits for one: RPCs and hellos read
+`Snapshot`. A probe that fails keeps the last good value for what it could not see and
+says so once in the log (repeats are suppressed). `poke()` runs a probe at once (after a
+deployment starts a unit, say), and `after_round` lets the deployment manager turn new
+evidence into deployment states and events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+
+from sparkd.events import EventBus
+from sparkd.host.protocols import Host
+from sparkd.model.observed import Snapshot
+from sparkd.model.unit import UnitState
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Intervals:
+    """Seconds between two runs of each probe, and each probe's timeout."""
+
+    links: float = 2.0
+    units: float = 1.0
+    health: float = 1.0
+    gpus: float = 30.0
+    timeout: float = 1.5  # per probe step (one unit, one endpoint, one netlink dump)
+    gpu_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class Interests:
+    """What the deployment manager wants watched: units by name and the head's API ports."""
+
+    units: tuple[str, ...]
+    health_ports: tuple[int, ...]
+
+
+class StateLoop:
+    """Runs the probes (see the module docstring)."""
+
+    def __init__(
+        self,
+        host: Host,
+        snapshot: Snapshot,
+        bus: EventBus,
+        interests: Callable[[], Interests],
+        after_round: Callable[[], None] = lambda: None,
+        intervals: Intervals | None = None,
+    ) -> None:
+        self.host, self.snapshot, self.bus = host, snapshot, bus
+        self.interests, self.after_round = interests, after_round
+        self.intervals = intervals or Intervals()
+        self._wake: dict[str, asyncio.Event] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._failing: dict[str, str] = {}
+
+    # --- the probes ---------------------------------------------------------------------------
+
+    async def observe_links(self) -> None:
+        links = await asyncio.wait_for(self.host.netlink.links(), self.intervals.timeout)
+        s = self.snapshot
+        s.rdma = tuple(self.host.sysfs.rdma_ports())
+        s.memory = self.host.proc.memory()
+        if not s.kernel:
+            s.kernel = self.host.proc.kernel_release()
+        for port in s.rdma:
+            link = links.get(port.netdev)
+            state = "absent" if link is None else ("up" if link.carrier else "down")
+            self.bus.transition("link", port.netdev, state)
+        s.links = links
+
+    async def observe_units(self) -> None:
+        names = self.interests().units
+
+        async def one(name: str) -> tuple[str, UnitState | None]:
+            try:
+                return name, await asyncio.wait_for(self.host.systemd.state(name), self.intervals.timeout)
+            except Exception as e:  # one unit's failure must not hide the others
+                self._problem(f"unit {name}", e)
+                return name, None
+
+        results = await asyncio.gather(*(one(n) for n in names))
+        units = {n: self.snapshot.units[n] for n in names if n in self.snapshot.units}
+        for name, state in results:
+            if state is not None:
+                units[name] = state
+                self.bus.transition("unit", name, state.active_state)
+        self.snapshot.units = units
+
+    async def observe_health(self) -> None:
+        ports = self.interests().health_ports
+        t = self.intervals.timeout
+        answers = await asyncio.gather(*(self.host.http.status("127.0.0.1", p, "/health", t) for p in ports))
+        self.snapshot.health = dict(zip(ports, answers, strict=True))
+
+    async def observe_gpus(self) -> None:
+        gpus, reason = await asyncio.wait_for(asyncio.to_thread(self.host.gpus.gpus), self.intervals.gpu_timeout)
+        self.snapshot.gpus, self.snapshot.gpu_reason = tuple(gpus), reason
+        self.bus.transition("gpu", "nvml", f"{len(gpus)} GPU(s)" if gpus else "unavailable", reason)
+
+    # --- running ------------------------------------------------------------------------------
+
+    def _probes(self) -> dict[str, tuple[Callable[[], Awaitable[None]], float]]:
+        i = self.intervals
+        return {
+            "links": (self.observe_links, i.links),
+            "units": (self.observe_units, i.units),
+            "health": (self.observe_health, i.health),
+            "gpus": (self.observe_gpus, i.gpus),
+        }
+
+    async def run_once(self) -> None:
+        """Every probe once, concurrently (start-up, and tests)."""
+        await asyncio.gather(*(self._step(name, probe) for name, (probe, _) in self._probes().items()))
+
+    async def _step(self, name: str, probe: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await probe()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            self._problem(name, e)
+        else:
+            self.snapshot.observed[name] = time.monotonic()
+            if self._failing.pop(name, None) is not None:
+                log.info("observer.probe_recovered", probe=name)
+        if name in ("units", "health"):
+            self.after_round()
+
+    def _problem(self, what: str, error: BaseException) -> None:
+        text = f"{type(error).__name__}: {error}"[:300]
+        if self._failing.get(what) != text:  # once per distinct problem, not once per tick
+            self._failing[what] = text
+            log.warning("observer.probe_failed", probe=what, error=text)
+
+    async def _loop(self, name: str, probe: Callable[[], Awaitable[None]], interval: float) -> None:
+        wake = self._wake[name]
+        while True:
+            await self._step(name, probe)
+            wake.clear()
+            try:
+                await asyncio.wait_for(wake.wait(), interval)
+            except TimeoutError:
+                pass
+
+    def start(self) -> None:
+        for name, (probe, interval) in self._probes().items():
+            self._wake[name] = asyncio.Event()
+            self._tasks.append(asyncio.create_task(self._loop(name, probe, interval), name=f"probe-{name}"))
+
+    def poke(self, *names: str) -> None:
+        """Runs the named probes now (all when none is named)."""
+        for name in names or tuple(self._wake):
+            if name in self._wake:
+                self._wake[name].set()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()

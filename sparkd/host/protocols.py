@@ -1,0 +1,139 @@
+"""The host facilities the engine uses, one `typing.Protocol` each.
+
+The engine, the peer layer and the API only ever see these protocols. `sparkd.system`
+builds the real adapters (one module each in this package); tests build fakes
+(`tests/fakes/`) that keep the whole host state in memory and print it as text. Every
+method here either answers or raises a `SparkdError` (usually `HostOperationFailed`);
+none blocks for long: callers put their own timeouts around them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from sparkd.model.inventory import GpuInfo, LinkState, MemoryInfo, RdmaPort
+from sparkd.model.unit import UnitSpec, UnitState
+
+
+class Files(Protocol):
+    """Files under the sysroot (`/` in production). Paths are absolute host paths."""
+
+    def read_text(self, host_path: str) -> str | None:
+        """The file's text, or None when it does not exist."""
+        ...
+
+    def write_atomic(self, host_path: str, data: bytes, mode: int = 0o644) -> bool:
+        """Writes atomically (never half written); False when the bytes were there already."""
+        ...
+
+    def remove(self, host_path: str) -> bool:
+        """Removes the file; False when it was not there."""
+        ...
+
+    def rename(self, host_path: str, new_host_path: str) -> None:
+        """Renames a file within its directory tree (atomic)."""
+        ...
+
+    def list_dir(self, host_path: str) -> list[str]:
+        """The names in a directory, sorted; empty when it does not exist."""
+        ...
+
+
+class Sysfs(Protocol):
+    """The static RDMA layout (`/sys/class/infiniband` under the sysroot)."""
+
+    def rdma_ports(self) -> list[RdmaPort]: ...
+
+
+class Proc(Protocol):
+    """/proc facts (under the sysroot)."""
+
+    def memory(self) -> MemoryInfo: ...
+
+    def kernel_release(self) -> str: ...
+
+
+class Netlink(Protocol):
+    """rtnetlink in the daemon's network namespace: link state always comes from here."""
+
+    async def links(self) -> dict[str, LinkState]: ...
+
+    async def set_mtu(self, ifname: str, mtu: int) -> None: ...
+
+    async def set_up(self, ifname: str, up: bool = True) -> None: ...
+
+    async def add_address(self, ifname: str, address: ipaddress.IPv4Interface) -> None: ...
+
+    async def remove_address(self, ifname: str, address: ipaddress.IPv4Interface) -> None: ...
+
+    async def route_interface(self, address: str) -> str | None:
+        """The interface the kernel would send traffic to `address` out of, or None."""
+        ...
+
+
+class Systemd(Protocol):
+    """The system manager: transient units for deployments."""
+
+    async def start(self, spec: UnitSpec) -> None: ...
+
+    async def stop(self, name: str) -> None: ...
+
+    async def state(self, name: str) -> UnitState: ...
+
+    async def list_units(self, pattern: str) -> list[str]: ...
+
+    async def close(self) -> None: ...
+
+
+class Gpus(Protocol):
+    """GPU inventory (NVML). Blocking: the state loop calls it in a thread."""
+
+    def gpus(self) -> tuple[list[GpuInfo], str]:
+        """The GPUs, and the reason when there are none. Never raises."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class HttpProbe(Protocol):
+    """GET a local framework endpoint; status code only."""
+
+    async def status(self, host: str, port: int, path: str, timeout: float) -> int | None:
+        """The HTTP status code, or None when nothing answered in time."""
+        ...
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a command did. Output is capped (see `Runner.run`)."""
+
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Runner(Protocol):
+    """The one place where sparkd runs programs (mlnx_qos, dcb, modprobe, ... in later revisions)."""
+
+    async def run(self, argv: Sequence[str], timeout: float) -> CommandResult:
+        """Runs `argv` (never through a shell) and returns its result; raises HostOperationFailed on a
+        timeout or when the program cannot be started."""
+        ...
+
+
+@dataclass(frozen=True)
+class Host:
+    """Every host facility one daemon uses; `sparkd.system.real_host` builds the real ones."""
+
+    files: Files
+    sysfs: Sysfs
+    proc: Proc
+    netlink: Netlink
+    systemd: Systemd
+    gpus: Gpus
+    http: HttpProbe
+    runner: Runner

@@ -1,0 +1,1 @@
+"""What both gRPC servers share: the error mapping, the authorization table, the limits."""
