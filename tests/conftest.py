@@ -77,3 +77,7 @@ def leak_guard() -> Iterator[LeakGuard]:
         yield LeakGuard()
     finally:
         subprocess.run(["nft", "delete", "table", "inet", GUARD_TABLE], capture_output=True, check=False)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", help="rewrite tests/golden/expected from the output")

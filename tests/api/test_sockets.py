@@ -1,0 +1,87 @@
+"""The two local sockets: modes, the read-only allow-list, and streaming handlers under the same interceptor."""
+
+from __future__ import annotations
+
+import asyncio
+import stat
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from sparkd.errors import InvalidSpec, PermissionDenied
+from sparkd.rpc.errors import Interceptor
+from sparkd.v1 import deployment_service_pb2, host_service_pb2, status_service_pb2
+from tests.api.conftest import Daemon
+from tests.api.test_deployments import SOLO, create, error
+
+
+def test_socket_and_directory_modes(daemon: Daemon) -> None:
+    run = daemon.system.admin_socket.parent
+    assert stat.S_IMODE(run.stat().st_mode) == 0o755  # any local user reaches the read-only socket
+    assert stat.S_IMODE(daemon.system.admin_socket.stat().st_mode) == 0o660
+    assert stat.S_IMODE(daemon.system.ro_socket.stat().st_mode) == 0o666
+
+
+MUTATING = {
+    "ApplyHost": lambda s: s.host.ApplyHost(host_service_pb2.ApplyHostRequest()),
+    "ApplyHost(dry_run)": lambda s: s.host.ApplyHost(host_service_pb2.ApplyHostRequest(dry_run=True)),
+    "CreateDeployment": lambda s: s.deployments.CreateDeployment(
+        deployment_service_pb2.CreateDeploymentRequest(spec_yaml=SOLO)
+    ),
+    "DeleteDeployment": lambda s: s.deployments.DeleteDeployment(
+        deployment_service_pb2.DeleteDeploymentRequest(name="solo")
+    ),
+}
+
+
+@pytest.mark.parametrize("method", sorted(MUTATING))
+def test_the_read_only_socket_refuses_every_mutating_method_and_changes_nothing(daemon: Daemon, method: str) -> None:
+    create(daemon)
+    before = daemon.fake.dump()
+    with pytest.raises(grpc.RpcError) as e:
+        MUTATING[method](daemon.ro)
+    assert error(e.value)[:2] == (grpc.StatusCode.PERMISSION_DENIED, "ERROR_REASON_PERMISSION_DENIED")
+    assert daemon.fake.dump() == before
+    daemon.ro.status.GetStatus(status_service_pb2.GetStatusRequest())  # reads still work there
+
+
+def test_streaming_services_are_served_on_the_read_only_socket(daemon: Daemon) -> None:
+    watch = health_pb2_grpc.HealthStub(daemon.ro.channel).Watch(health_pb2.HealthCheckRequest(service=""))
+    assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+    watch.cancel()
+    reflection = reflection_pb2_grpc.ServerReflectionStub(daemon.ro.channel)
+    (answer,) = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    assert "sparkd.v1.StatusService" in {s.name for s in answer.list_services_response.service}
+
+
+def test_streaming_handlers_get_the_same_authorization_and_error_mapping(tmp_path: Path) -> None:
+    async def main() -> None:
+        def deny(method: str, context: grpc.aio.ServicerContext) -> None:
+            if method.endswith("/Watch"):
+                raise PermissionDenied(f"{method} refused")
+
+        class Broken(health.aio.HealthServicer):  # type: ignore[misc]
+            async def Check(self, request: object, context: object) -> object:
+                raise InvalidSpec.one("service", "bad")
+
+        server = grpc.aio.server(interceptors=[Interceptor(deny)])
+        health_pb2_grpc.add_HealthServicer_to_server(Broken(), server)
+        server.add_insecure_port(f"unix:{tmp_path}/s.sock")
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"unix:{tmp_path}/s.sock") as channel:
+                stub = health_pb2_grpc.HealthStub(channel)
+                with pytest.raises(grpc.aio.AioRpcError) as e:
+                    async for _ in stub.Watch(health_pb2.HealthCheckRequest()):
+                        pass
+                assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+                with pytest.raises(grpc.aio.AioRpcError) as e:
+                    await stub.Check(health_pb2.HealthCheckRequest())
+                assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        finally:
+            await server.stop(None)
+
+    asyncio.run(main())
