@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -80,20 +81,25 @@ class RateLimitedLog:
         return suppressed
 
 
-_errors_log = RateLimitedLog(10.0)
-_internal_log = RateLimitedLog(60.0)
-
 #: `authorize(method, context)` raises a SparkdError when the call is not allowed.
 Authorize = Callable[[str, grpc.aio.ServicerContext], None]
 
 
-async def _fail(context: grpc.aio.ServicerContext, method: str, error: Exception) -> None:
+@dataclass
+class ErrorLogs:
+    """One server's rate limits for logging errors: callers' mistakes, and bugs."""
+
+    errors: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(10.0))
+    internal: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(60.0))
+
+
+async def _fail(context: grpc.aio.ServicerContext, method: str, error: Exception, logs: ErrorLogs) -> None:
     if isinstance(error, SparkdError):
-        suppressed = _errors_log.allow(method, error.reason)
+        suppressed = logs.errors.allow(method, error.reason)
         if suppressed is not None:
             log.info("api.error", rpc=method, reason=error.reason, message=error.message[:300], suppressed=suppressed)
         await context.abort_with_status(rpc_status.to_status(to_status(error)))
-    suppressed = _internal_log.allow(method, type(error).__name__)
+    suppressed = logs.internal.allow(method, type(error).__name__)
     if suppressed is not None:
         log.error("api.internal_error", rpc=method, suppressed=suppressed, exc_info=error)
     text = str(error)[:300]
@@ -101,7 +107,7 @@ async def _fail(context: grpc.aio.ServicerContext, method: str, error: Exception
     await context.abort_with_status(rpc_status.to_status(to_status(internal)))
 
 
-def _unary(behavior: Any, method: str, authorize: Authorize) -> Any:
+def _unary(behavior: Any, method: str, authorize: Authorize, logs: ErrorLogs) -> Any:
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             authorize(method, context)
@@ -109,12 +115,12 @@ def _unary(behavior: Any, method: str, authorize: Authorize) -> Any:
         except grpc.aio.AbortError:
             raise
         except Exception as e:
-            await _fail(context, method, e)
+            await _fail(context, method, e, logs)
 
     return wrapped
 
 
-def _streaming(behavior: Any, method: str, authorize: Authorize) -> Any:
+def _streaming(behavior: Any, method: str, authorize: Authorize, logs: ErrorLogs) -> Any:
     """For unary-stream and stream-stream handlers, async generators or coroutines alike."""
 
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> None:
@@ -129,7 +135,7 @@ def _streaming(behavior: Any, method: str, authorize: Authorize) -> Any:
         except grpc.aio.AbortError:
             raise
         except Exception as e:
-            await _fail(context, method, e)
+            await _fail(context, method, e, logs)
 
     return wrapped
 
@@ -139,6 +145,7 @@ class Interceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     def __init__(self, authorize: Authorize) -> None:
         self.authorize = authorize
+        self.logs = ErrorLogs()
 
     async def intercept_service(
         self,
@@ -151,13 +158,17 @@ class Interceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method = details.method
         des, ser = handler.request_deserializer, handler.response_serializer
         if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(_unary(handler.unary_unary, method, self.authorize), des, ser)
+            return grpc.unary_unary_rpc_method_handler(
+                _unary(handler.unary_unary, method, self.authorize, self.logs), des, ser
+            )
         if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(_unary(handler.stream_unary, method, self.authorize), des, ser)
+            return grpc.stream_unary_rpc_method_handler(
+                _unary(handler.stream_unary, method, self.authorize, self.logs), des, ser
+            )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _streaming(handler.unary_stream, method, self.authorize), des, ser
+                _streaming(handler.unary_stream, method, self.authorize, self.logs), des, ser
             )
         return grpc.stream_stream_rpc_method_handler(
-            _streaming(handler.stream_stream, method, self.authorize), des, ser
+            _streaming(handler.stream_stream, method, self.authorize, self.logs), des, ser
         )
