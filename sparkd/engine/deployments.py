@@ -22,7 +22,7 @@ from sparkd.config import Config
 from sparkd.engine.launch import MASTER_PORT, LocalFacts, plan_unit
 from sparkd.engine.observer import Interests
 from sparkd.engine.store import BrokenRecord, DeploymentStore
-from sparkd.errors import AlreadyExists, NotFound, NotSupported, PeerUnavailable, PreconditionFailed
+from sparkd.errors import AlreadyExists, InvalidSpec, NotFound, NotSupported, PeerUnavailable, PreconditionFailed
 from sparkd.events import EventBus
 from sparkd.host.protocols import Systemd
 from sparkd.model.deployment import (
@@ -111,6 +111,8 @@ class DeploymentManager:
             raise PreconditionFailed("deployments are created on the head; run this against the head's sparkd")
         if spec.framework is not Framework.VLLM:
             raise NotSupported(f"framework {spec.framework.value} cannot be launched yet; use vllm", field="framework")
+        if spec.port == self.config.peer.port:
+            raise InvalidSpec.one("port", f"{spec.port} is this cluster's sparkd peer port (peer.port); choose another")
         async with self._lock:
             if spec.name in self._broken:
                 raise AlreadyExists(

@@ -8,7 +8,10 @@ network: everything the daemon would do to the host lands in the FakeHost's text
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import ipaddress
 import shutil
+import socket
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -19,7 +22,7 @@ from typing import Any, TypeVar
 import grpc
 import pytest
 
-from sparkd.config import ApiConfig, Config, NodeConfig
+from sparkd.config import ApiConfig, Config, InterconnectConfig, NodeConfig, PeerConfig
 from sparkd.engine.observer import Intervals
 from sparkd.system import System
 from sparkd.v1 import (
@@ -61,6 +64,7 @@ class Daemon:
 
     def __init__(self, config: Config, fake: FakeHost) -> None:
         self.fake = fake
+        self.peer_target = ""  # host:port of the peer listener, where a test binds one on loopback
         self.system = System(config, fake.host, MANUAL)
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
@@ -104,6 +108,46 @@ class Daemon:
         self.ro.channel.close()
         self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout=10)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def loopback_worker() -> Daemon:
+    """A worker whose interconnect is on loopback (127.0.0.0/24: head .1, this worker .2), so a test client,
+    which connects from 127.0.0.1, is the head as far as the peer service can tell. Loopback only: nothing
+    leaves the machine, and the route guard (fake netlink: no routes) lets the worker dial nothing."""
+    root = Path(tempfile.mkdtemp(prefix="sdwk"))
+    fake = FakeHost(root, 1)
+    for netdev, address in (("enp1s0f1np1", "127.0.0.2/24"), ("enP2p1s0f1np1", "127.0.1.2/24")):
+        link = fake.netlink._links[netdev]
+        fake.netlink._links[netdev] = dataclasses.replace(link, addresses=(ipaddress.IPv4Interface(address),))
+    port = _free_port("127.0.0.2")
+    config = Config(
+        node=NodeConfig("spark2", "worker", 1),
+        sysroot=str(root),
+        api=ApiConfig(socket="/run/sparkd/sparkd.sock", ro_socket="/run/sparkd/sparkd-ro.sock"),
+        interconnect=InterconnectConfig(
+            subnet_a=ipaddress.IPv4Network("127.0.0.0/24"), subnet_b=ipaddress.IPv4Network("127.0.1.0/24")
+        ),
+        peer=PeerConfig(port=port),
+    )
+    d = Daemon(config, fake)
+    d.peer_target = f"127.0.0.2:{port}"
+    return d
+
+
+@pytest.fixture
+def worker() -> Iterator[Daemon]:
+    d = loopback_worker()
+    try:
+        yield d
+    finally:
+        d.close()
+        shutil.rmtree(d.fake.root, ignore_errors=True)
 
 
 @pytest.fixture

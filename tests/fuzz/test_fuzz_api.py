@@ -8,9 +8,6 @@ still answers and no exception escaped its handlers (the error log holds none).
 
 from __future__ import annotations
 
-import dataclasses
-import ipaddress
-import socket
 import tempfile
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
@@ -22,7 +19,6 @@ import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sparkd.config import ApiConfig, Config, InterconnectConfig, NodeConfig, PeerConfig
 from sparkd.peer.v1 import peer_service_pb2 as peer_pb
 from sparkd.v1 import (
     deployment_service_pb2,
@@ -31,7 +27,7 @@ from sparkd.v1 import (
     peer_service_pb2,
     status_service_pb2,
 )
-from tests.api.conftest import Daemon, head_config
+from tests.api.conftest import Daemon, head_config, loopback_worker
 from tests.fakes.host import FakeHost
 from tests.fuzz.conftest import RESULTS
 from tests.fuzz.strategies import messages, unknown_fields
@@ -159,33 +155,9 @@ def test_local_api(head: Daemon, errors: list[dict[str, Any]], method: str, requ
     assert errors == []
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def worker(errors: list[dict[str, Any]]) -> Iterator[Daemon]:
-    """A worker whose interconnect is on loopback (127.0.0.0/24: head .1, this worker .2), so the fuzzing
-    client, which connects from 127.0.0.1, is the head as far as the peer service can tell."""
-    root = Path(tempfile.mkdtemp(prefix="sdfz"))
-    fake = FakeHost(root, 1)
-    for netdev, address in (("enp1s0f1np1", "127.0.0.2/24"), ("enP2p1s0f1np1", "127.0.1.2/24")):
-        link = fake.netlink._links[netdev]
-        fake.netlink._links[netdev] = dataclasses.replace(link, addresses=(ipaddress.IPv4Interface(address),))
-    port = _free_port("127.0.0.2")
-    config = Config(
-        node=NodeConfig("spark2", "worker", 1),
-        sysroot=str(root),
-        api=ApiConfig(socket="/run/sparkd/sparkd.sock", ro_socket="/run/sparkd/sparkd-ro.sock"),
-        interconnect=InterconnectConfig(
-            subnet_a=ipaddress.IPv4Network("127.0.0.0/24"), subnet_b=ipaddress.IPv4Network("127.0.1.0/24")
-        ),
-        peer=PeerConfig(port=port),
-    )
-    d = Daemon(config, fake)
-    d.peer_target = f"127.0.0.2:{port}"  # type: ignore[attr-defined]
+    d = loopback_worker()
     try:
         yield d
     finally:
@@ -194,7 +166,7 @@ def worker(errors: list[dict[str, Any]]) -> Iterator[Daemon]:
 
 @pytest.mark.parametrize("method,request_type", PEER, ids=[m for m, _ in PEER])
 def test_peer_service(worker: Daemon, errors: list[dict[str, Any]], method: str, request_type: Any) -> None:
-    with grpc.insecure_channel(worker.peer_target) as channel:  # type: ignore[attr-defined]
+    with grpc.insecure_channel(worker.peer_target) as channel:
         _fuzz(channel, method, request_type)
     assert worker.admin.node.GetVersion(node_service_pb2.GetVersionRequest()).version
     assert errors == []
