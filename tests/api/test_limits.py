@@ -75,3 +75,17 @@ def test_1100_idle_connections_leave_the_daemon_serving(worker: Daemon, holder: 
     assert answer.unit == "sparkd-held-rank1.service"
     assert (worker.fake.root / "var/lib/sparkd/deployments/held.json").exists()
     assert open_fds() - baseline <= 16  # the idle connections are gone
+
+
+def test_message_sizes_are_bounded(daemon: Daemon) -> None:
+    from sparkd.v1 import deployment_service_pb2
+
+    big = deployment_service_pb2.CreateDeploymentRequest(spec_yaml="#" * (limits.LOCAL.max_receive_bytes + 1))
+    with pytest.raises(grpc.RpcError) as e:
+        daemon.admin.deployments.CreateDeployment(big)
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED  # refused by grpc before any handler runs
+    spec = deployment_service_pb2.CreateDeploymentRequest(spec_yaml="#" * (100 * 1024))  # over 64 KiB
+    with pytest.raises(grpc.RpcError) as e:
+        daemon.admin.deployments.CreateDeployment(spec)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "64 KiB" in str(e.value.details())
+    assert daemon.fake.systemd.calls == []

@@ -51,9 +51,8 @@ def test_a_bad_assignment_is_invalid_argument_and_starts_nothing(worker: Daemon,
 @pytest.mark.parametrize("name", ["../../etc/passwd", "demo\n", "", "a" * 300])
 def test_stop_part_refuses_bad_names(worker: Daemon, name: str) -> None:
     start(worker)
-    with grpc.insecure_channel(worker.peer_target) as channel:
-        with pytest.raises(grpc.RpcError) as e:
-            peer_grpc.PeerServiceStub(channel).StopPart(peer_pb.StopPartRequest(name=name), timeout=10)
+    with grpc.insecure_channel(worker.peer_target) as channel, pytest.raises(grpc.RpcError) as e:
+        peer_grpc.PeerServiceStub(channel).StopPart(peer_pb.StopPartRequest(name=name), timeout=10)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "sparkd-demo-rank1.service" in worker.fake.systemd.units
 

@@ -97,3 +97,20 @@ def test_repeated_bad_calls_are_logged_once_per_interval(daemon: Daemon) -> None
     errors = [e for e in logs if e["event"] == "api.error"]
     assert len(errors) == 1 and errors[0]["reason"] == "ERROR_REASON_INVALID_SPEC"
     assert not [e for e in logs if e.get("log_level") in ("error", "exception")]
+
+
+def test_a_hundred_bad_hellos_log_one_line_and_no_traceback(worker: Daemon) -> None:
+    bad = peer_pb.HelloRequest(node=peer_pb.NodeHello(node_id="x" * 5000, name="../\n", address="nowhere"))
+    with structlog.testing.capture_logs() as logs, grpc.insecure_channel(worker.peer_target) as channel:
+        hello = channel.unary_unary(
+            "/sparkd.peer.v1.PeerService/Hello",
+            request_serializer=peer_pb.HelloRequest.SerializeToString,
+            response_deserializer=peer_pb.HelloResponse.FromString,
+        )
+        for _ in range(100):
+            with pytest.raises(grpc.RpcError) as e:
+                hello(bad, timeout=5)
+            assert e.value.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT)
+    api = [e for e in logs if e["event"].startswith("api.")]
+    assert len(api) == 1 and "exc_info" not in api[0] and "exception" not in api[0]
+    assert sum(len(str(e)) for e in logs) < 4096
