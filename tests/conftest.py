@@ -1,4 +1,9 @@
-"""Shared test fixtures: root/netns detection and the root-namespace leak guard.
+"""Shared test fixtures: markers by path, root/netns detection and the root-namespace leak guard.
+
+Every test under tests/integration is marked `netns`, every test under tests/e2e `lab` and `netns`,
+by path (so `pytest -m "not netns and not lab"` runs neither). A test so marked is skipped at setup
+when this machine has no root or no `ip netns`; that is probed once, and only when such a test runs:
+a run that deselects them creates no namespace and needs no root.
 
 The leak guard is an nftables table in the machine's root network namespace that
 counts AND drops every packet the root namespace would send to the lab subnets or to
@@ -10,11 +15,13 @@ the guard itself counts.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -31,7 +38,16 @@ table inet {GUARD_TABLE} {{
 """
 
 
+TESTS = Path(__file__).parent
+#: The markers every test under tests/DIR gets, by DIR.
+MARKERS_BY_DIR = {"integration": ("netns",), "e2e": ("lab", "netns")}
+#: Tests with any of these markers need root and network namespaces.
+NEEDS_NETNS = ("netns", "lab")
+
+
+@functools.cache
 def have_netns() -> bool:
+    """Whether this process can create network namespaces (root and `ip netns`). Probed once, on first call."""
     if os.geteuid() != 0 or shutil.which("ip") is None:
         return False
     name = f"sparkd-probe-{os.getpid()}"
@@ -41,8 +57,34 @@ def have_netns() -> bool:
     return ok
 
 
-HAVE_NETNS = have_netns()
-requires_netns = pytest.mark.skipif(not HAVE_NETNS, reason="needs root and network namespaces")
+def __getattr__(name: str) -> bool:
+    """`HAVE_NETNS`, kept for importers, is evaluated (by `have_netns()`) only when first read."""
+    if name == "HAVE_NETNS":
+        return have_netns()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+#: Marks a test (or, as `pytestmark`, a module) as needing root and network namespaces: it is then
+#: skipped at setup where those are missing. Tests under tests/integration and tests/e2e have it already.
+requires_netns = pytest.mark.netns
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Marks the tests under tests/integration and tests/e2e by path (before `-m` selects)."""
+    try:
+        top = item.path.relative_to(TESTS).parts[0]
+    except (ValueError, IndexError):
+        return
+    for marker in MARKERS_BY_DIR.get(top, ()):
+        if item.get_closest_marker(marker) is None:
+            item.add_marker(marker)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skips a test that needs network namespaces, before its fixtures, where this machine has none."""
+    if any(item.get_closest_marker(m) is not None for m in NEEDS_NETNS) and not have_netns():
+        pytest.skip("needs root and network namespaces (`ip netns`)")
 
 
 class LeakGuard:
@@ -69,7 +111,7 @@ class LeakGuard:
 
 @pytest.fixture(scope="session")
 def leak_guard() -> Iterator[LeakGuard]:
-    if not HAVE_NETNS or shutil.which("nft") is None:
+    if not have_netns() or shutil.which("nft") is None:
         pytest.skip("needs root and nftables")
     subprocess.run(["nft", "delete", "table", "inet", GUARD_TABLE], capture_output=True, check=False)
     subprocess.run(["nft", "-f", "-"], input=GUARD_RULES, text=True, check=True)

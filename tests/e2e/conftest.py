@@ -1,5 +1,6 @@
 """End-to-end tests against a whole lab: real systemd (sandboxed where PID 1 is not systemd),
-real namespaces and veths, real sparkd daemons as units, the stand-in vLLM. Root only."""
+real namespaces and veths, real sparkd daemons as units, the stand-in vLLM. Root only: tests/conftest.py marks every
+test here `lab` and `netns` (by path) and skips it without root and `ip netns`."""
 
 from __future__ import annotations
 
@@ -11,15 +12,16 @@ from pathlib import Path
 import pytest
 
 from sparkd.lab import lab as lab_mod
-from tests.conftest import LeakGuard, requires_netns
+from tests.conftest import LeakGuard
 
-pytestmark = requires_netns
 ROOT = Path(__file__).parents[2]
 
 
 @pytest.fixture(autouse=True)
-def _guard(leak_guard: LeakGuard) -> None:
-    """Keeps the root-namespace leak guard on for every test here."""
+def _guard(leak_guard: LeakGuard) -> Iterator[None]:
+    """Keeps the root-namespace leak guard on for every test here, and checks it after each one."""
+    yield
+    assert leak_guard.leaked() == 0, "a packet tried to leave the root network namespace"
 
 
 def sparkd(*args: str, timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess[str]:

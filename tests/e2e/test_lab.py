@@ -1,7 +1,8 @@
 """The walking skeleton end to end, on a two-node lab (issue 2's "What it must show").
 
-Tests run in file order and share one lab: link and peers first, bad input, then the demo
-deployment, the daemon-kill re-adoption, and finally the leak check.
+The tests share one lab but not an order: each states what it needs through a fixture
+(`demo`: the demo deployment READY; `no_deployment`: none at all), which brings the lab
+there from whatever the previous test left. The leak guard is checked after every test.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from sparkd.lab import lab as lab_mod
-from tests.conftest import LeakGuard
 from tests.e2e.conftest import ROOT, client, sparkd
 
 pytestmark = pytest.mark.usefixtures("lab")
@@ -60,6 +60,37 @@ def wait_for(what: str, probe, timeout: float = 30):  # type: ignore[no-untyped-
         time.sleep(0.3)
 
 
+def _deployments() -> list[dict]:  # type: ignore[type-arg]
+    return status("spark1")["deployments"]  # type: ignore[no-any-return]
+
+
+def _down_demo() -> None:
+    if _deployments():
+        r = client("spark1", "deploy", "down", "demo")
+        assert r.returncode == 0, r.stderr
+    wait_for("no deployment unit", lambda: units("sparkd-*-rank*.service") == [])
+
+
+@pytest.fixture
+def no_deployment() -> None:
+    """No deployment exists on any node."""
+    _down_demo()
+    wait_for("spark2 to have no deployment", lambda: status("spark2")["deployments"] == [])
+
+
+@pytest.fixture
+def demo() -> None:
+    """The demo deployment exists and is READY (made afresh if an earlier test broke it)."""
+    if [d["state"] for d in _deployments()] != ["DEPLOYMENT_STATE_READY"]:
+        _down_demo()
+        r = client("spark1", "deploy", "up", "-f", str(DEMO), "--wait", "--timeout", "60")
+        assert r.returncode == 0, r.stderr
+    wait_for(
+        "spark2 to see demo READY",
+        lambda: [d["state"] for d in status("spark2")["deployments"]] == ["DEPLOYMENT_STATE_READY"],
+    )
+
+
 def test_spark1_link_addresses_mtu_and_nccl_conf() -> None:
     out = subprocess.run(["ip", "-n", "spark1", "-j", "addr"], capture_output=True, text=True, check=True).stdout
     links = {i["ifname"]: i for i in json.loads(out)}
@@ -86,7 +117,7 @@ def test_lab_status_shows_every_node() -> None:
     assert "== spark1" in r.stdout and "== spark2" in r.stdout and "CONNECTED" in r.stdout
 
 
-def test_status_json_contract_and_peers_connected_both_ways() -> None:
+def test_status_json_contract_and_peers_connected_both_ways(no_deployment: None) -> None:
     head, worker = status("spark1"), status("spark2")
     assert head["node"]["role"] == "NODE_ROLE_HEAD" and len(head["node"]["id"]) == 16
     assert worker["node"]["role"] == "NODE_ROLE_WORKER" and worker["node"]["id"] != head["node"]["id"]
@@ -110,7 +141,12 @@ def test_status_json_contract_and_peers_connected_both_ways() -> None:
         ({"model": None}, "model"),
     ],
 )
-def test_bad_spec_refused_naming_the_field_and_nothing_started(tmp_path: Path, bad: dict, field: str) -> None:  # type: ignore[type-arg]
+def test_bad_spec_refused_naming_the_field_and_nothing_started(
+    no_deployment: None,
+    tmp_path: Path,
+    bad: dict,  # type: ignore[type-arg]
+    field: str,
+) -> None:
     import yaml
 
     doc = yaml.safe_load(DEMO.read_text())
@@ -159,7 +195,7 @@ def test_sockets_key_and_standard_services() -> None:
         assert {"sparkd.v1.StatusService", "sparkd.v1.DeploymentService", "grpc.health.v1.Health"} <= names
 
 
-def test_more_ranks_than_nodes_is_a_failed_precondition(tmp_path: Path) -> None:
+def test_more_ranks_than_nodes_is_a_failed_precondition(no_deployment: None, tmp_path: Path) -> None:
     spec = tmp_path / "big.yaml"
     spec.write_text(DEMO.read_text().replace("pipeline: 2", "pipeline: 3"))
     r = client("spark1", "deploy", "up", "-f", str(spec))
@@ -168,7 +204,7 @@ def test_more_ranks_than_nodes_is_a_failed_precondition(tmp_path: Path) -> None:
     assert units("sparkd-*-rank*.service") == []
 
 
-def test_read_only_socket_refuses_changes_and_answers_reads() -> None:
+def test_read_only_socket_refuses_changes_and_answers_reads(no_deployment: None) -> None:
     ro = str(lab_mod.sysroot("spark1") / "run/sparkd/sparkd-ro.sock")
     r = client("spark1", "--socket", ro, "deploy", "up", "-f", str(DEMO))
     assert r.returncode == 1 and "PERMISSION_DENIED" in r.stderr
@@ -181,7 +217,7 @@ def test_unreachable_daemon_exits_3_with_a_hint() -> None:
     assert r.returncode == 3 and "hint:" in r.stderr
 
 
-def test_demo_deploys_ready_and_answers_a_chat_through_the_head() -> None:
+def test_demo_deploys_ready_and_answers_a_chat_through_the_head(no_deployment: None) -> None:
     r = client("spark1", "-o", "json", "deploy", "up", "-f", str(DEMO), "--wait", "--timeout", "60")
     assert r.returncode == 0, r.stderr
     deployment = json.loads(r.stdout)["deployment"]
@@ -219,7 +255,7 @@ def test_demo_deploys_ready_and_answers_a_chat_through_the_head() -> None:
 
 
 @pytest.mark.parametrize(("node", "rank"), [("spark2", 1), ("spark1", 0)])
-def test_killed_daemon_leaves_unit_running_and_readopts_it(node: str, rank: int) -> None:
+def test_killed_daemon_leaves_unit_running_and_readopts_it(demo: None, node: str, rank: int) -> None:
     deployment_unit, daemon_unit = f"sparkd-demo-rank{rank}.service", lab_mod.daemon_unit(node)
     before, daemon_before = unit_props(deployment_unit), unit_props(daemon_unit)
     node_id = status(node)["node"]["id"]
@@ -243,7 +279,7 @@ def test_killed_daemon_leaves_unit_running_and_readopts_it(node: str, rank: int)
     assert status(node)["node"]["id"] == node_id, "the node key must survive a restart"
 
 
-def test_a_dead_rank_shows_as_failed_with_evidence() -> None:
+def test_a_dead_rank_shows_as_failed_with_evidence(demo: None) -> None:
     # The worker's engine dies: the head's engine notices (as vLLM does) and the deployment turns FAILED.
     subprocess.run(["systemctl", "kill", "--signal=SIGKILL", "sparkd-demo-rank1.service"], check=True)
     failed = wait_for(
@@ -254,7 +290,7 @@ def test_a_dead_rank_shows_as_failed_with_evidence() -> None:
     assert unit_props("sparkd-demo-rank1.service")["ActiveState"] == "failed"
 
 
-def test_deploy_down_with_a_silent_worker_stops_what_it_can_and_can_be_retried() -> None:
+def test_deploy_down_with_a_silent_worker_stops_what_it_can_and_can_be_retried(demo: None) -> None:
     daemon = lab_mod.daemon_unit("spark2")
     subprocess.run(["systemctl", "kill", "--signal=SIGSTOP", daemon], check=True)
     try:
@@ -276,7 +312,3 @@ def test_deploy_down_with_a_silent_worker_stops_what_it_can_and_can_be_retried()
     assert r.returncode == 0, r.stderr
     assert units("sparkd-demo-*.service") == []
     assert status("spark1")["deployments"] == [] and status("spark2")["deployments"] == []
-
-
-def test_zz_no_packet_left_the_root_namespace(leak_guard: LeakGuard) -> None:
-    assert leak_guard.leaked() == 0

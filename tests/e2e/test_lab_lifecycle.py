@@ -10,7 +10,6 @@ import pytest
 
 from sparkd.lab import lab as lab_mod
 from sparkd.lab import sandbox, topology
-from tests.conftest import LeakGuard
 from tests.e2e.conftest import client, sparkd
 
 
@@ -73,7 +72,3 @@ def test_three_nodes_through_a_switch() -> None:
     finally:
         assert sparkd("lab", "down").returncode == 0
     assert leftovers() == []
-
-
-def test_zz_no_packet_left_the_root_namespace(leak_guard: LeakGuard) -> None:
-    assert leak_guard.leaked() == 0

@@ -2,6 +2,7 @@
 
 Every test here runs the real adapters (pyroute2 netlink) against real kernel state,
 inside namespaces this fixture creates and always removes. The leak guard is active.
+tests/conftest.py marks every test here `netns` (by path) and skips it without root and `ip netns`.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ from pathlib import Path
 import pytest
 
 from sparkd.lab import fixtures, topology
-from tests.conftest import LeakGuard, requires_netns
-
-pytestmark = requires_netns
+from tests.conftest import LeakGuard
 
 
 @dataclass(frozen=True)
