@@ -3,7 +3,8 @@
 The daemon's layers, from the outside in: `api` (thin gRPC servicers) and `peer`
 (daemon-to-daemon protocol) -> `engine` (desired state, plans, deployments) ->
 `render` (pure file renderers) -> `host` (the only code that touches the OS).
-`system` wires them together; `lab` simulates a cluster on one machine.
+`rpc` (what both gRPC servers share: errors, authorization, limits) serves both. `system` wires them
+together; `lab` simulates a cluster on one machine.
 """
 
 __version__ = "0.1.0"
