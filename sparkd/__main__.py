@@ -27,11 +27,16 @@ def _run(args: argparse.Namespace) -> int:
             return 2
         config = dataclasses.replace(config, sysroot=args.sysroot)
     log.configure(args.log_format or config.log_format)
+    from sparkd import identity
     from sparkd.errors import IdentityError
+    from sparkd.host.sysroot import Sysroot
     from sparkd.system import System, real_host
 
+    host = real_host(config)
+    state_dir = Sysroot(config.sysroot).path(config.state_dir)
     try:
-        system = System(config, real_host(config))  # loads or creates the node key (identity.load_or_create)
+        node = asyncio.run(identity.load_in_subprocess(host.runner, state_dir))  # keeps libcrypto out of the daemon
+        system = System(config, host, node)
     except IdentityError as e:
         print(f"sparkd: {e}", file=sys.stderr)
         return 2

@@ -11,6 +11,11 @@ fsynced, renamed onto `node.key`, then the directory fsynced), so a crash leaves
 key or a whole one. An existing `node.key` is never replaced or overwritten, whatever it
 holds: one that cannot be used (unreadable, empty, not PEM, not an EC P-256 private key,
 readable by group or others) stops start-up with an `IdentityError` saying what to do.
+
+The daemon reads its key in a short-lived child process (`python -m sparkd.identity STATE_DIR`,
+through the host's `Runner`: `load_in_subprocess`), which prints the public identity: the
+cryptography library (about 8 MiB resident) is then never mapped into the long-running
+daemon. Nothing private crosses the pipe.
 """
 
 from __future__ import annotations
@@ -18,17 +23,21 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import os
 import secrets
 import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING
 
 from sparkd.errors import IdentityError
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from sparkd.host.protocols import Runner
 
 KEY_FILE = "node.key"
 MAX_KEY_BYTES = 64 * 1024  # a P-256 PEM key is about 240 bytes
@@ -48,6 +57,8 @@ class Identity:
 
 
 def _identity(key: ec.EllipticCurvePrivateKey) -> Identity:
+    from cryptography.hazmat.primitives import serialization
+
     der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     digest = hashlib.sha256(der).digest()
     node_id = base64.b32encode(digest[:10]).decode().lower()
@@ -115,6 +126,10 @@ def _read(path: Path) -> tuple[bytes, int] | None:
 
 def _parse(path: Path, pem: bytes) -> ec.EllipticCurvePrivateKey:
     """The EC P-256 private key in `pem`, or IdentityError saying what the file holds instead."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     if not pem.strip():
         raise _unusable(path, "is empty")
     if len(pem) > MAX_KEY_BYTES:
@@ -135,6 +150,9 @@ def _parse(path: Path, pem: bytes) -> ec.EllipticCurvePrivateKey:
 
 
 def _create(state_dir: Path, path: Path) -> Identity:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     key = ec.generate_private_key(ec.SECP256R1())
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     try:
@@ -192,3 +210,49 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def to_json(ident: Identity) -> str:
+    return json.dumps(
+        {"node_id": ident.node_id, "fingerprint": ident.fingerprint, "public_key_der": ident.public_key_der.hex()}
+    )
+
+
+async def load_in_subprocess(runner: Runner, state_dir: Path, timeout: float = 60.0) -> Identity:
+    """`load_or_create` in a child process (see the module docstring); raises IdentityError as it would."""
+    result = await runner.run([sys.executable, "-m", "sparkd.identity", str(state_dir)], timeout)
+    if result.returncode == 2:
+        raise IdentityError(result.stderr.strip()[:2000])
+    if result.returncode != 0:
+        raise IdentityError(
+            f"could not read the node key in {state_dir}: the helper exited {result.returncode}: "
+            f"{result.stderr.strip()[-1000:]}"
+        )
+    try:
+        doc = json.loads(result.stdout)
+        ident = Identity(str(doc["node_id"]), str(doc["fingerprint"]), bytes.fromhex(doc["public_key_der"]))
+    except (ValueError, KeyError, TypeError) as e:
+        raise IdentityError(f"could not read the node key in {state_dir}: the helper's answer is unreadable") from e
+    digest = hashlib.sha256(ident.public_key_der).digest()
+    if digest.hex() != ident.fingerprint or base64.b32encode(digest[:10]).decode().lower() != ident.node_id:
+        raise IdentityError(f"could not read the node key in {state_dir}: the helper's answer does not add up")
+    return ident
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m sparkd.identity STATE_DIR`: prints this node's public identity as JSON."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not args[0].startswith("/"):
+        print("usage: python -m sparkd.identity /ABSOLUTE/STATE_DIR", file=sys.stderr)
+        return 1
+    try:
+        ident = load_or_create(Path(args[0]))
+    except IdentityError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    print(to_json(ident))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -32,6 +32,7 @@ from sparkd.errors import PreconditionFailed
 from sparkd.events import EventBus
 from sparkd.host.protocols import Gpus, Host
 from sparkd.host.sysroot import Sysroot
+from sparkd.identity import Identity
 from sparkd.model.inventory import Twins
 from sparkd.model.observed import Snapshot
 from sparkd.peer.manager import PeerManager, run_heartbeat
@@ -78,10 +79,14 @@ def real_host(config: Config) -> Host:
 class System:
     """Everything one sparkd daemon is made of."""
 
-    def __init__(self, config: Config, host: Host, intervals: Intervals | None = None) -> None:
+    def __init__(
+        self, config: Config, host: Host, node_identity: Identity | None = None, intervals: Intervals | None = None
+    ) -> None:
+        """`node_identity` is read by the caller (`sparkd run` reads it in a child process, see
+        `sparkd.identity`); without it, the key is loaded (or created) in this process."""
         self.config, self.host = config, host
         self.sysroot = sysroot = Sysroot(config.sysroot)
-        self.identity = identity.load_or_create(sysroot.path(config.state_dir))
+        self.identity = node_identity or identity.load_or_create(sysroot.path(config.state_dir))
         self.snapshot = Snapshot()
         self.bus = EventBus()
         self.configurator = HostConfigurator(config, host.files, host.sysfs, host.netlink)

@@ -114,6 +114,14 @@ class DbusSystemd:
             main_pid=int(service.get("MainPID", ("u", 0))[1]),
         )
 
+    async def states(self, names: list[str]) -> dict[str, UnitState]:
+        """Load, active and sub state of many units in one call (the state loop's probe): one
+        ListUnitsByNames round trip instead of three calls and 400 properties per unit."""
+        if not names:
+            return {}
+        (units,) = await self._call(_MANAGER, "ListUnitsByNames", "as", (list(names),))
+        return {str(u[0]): UnitState(str(u[0]), str(u[2]), str(u[3]), str(u[4])) for u in units}
+
     async def list_units(self, pattern: str) -> list[str]:
         """Names of the loaded units matching a glob `pattern` (e.g. "sparkd-demo-rank*.service")."""
         (units,) = await self._call(_MANAGER, "ListUnitsByPatterns", "asas", ([], [pattern]))

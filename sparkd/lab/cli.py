@@ -1,4 +1,8 @@
-"""`sparkd lab up|status|exec|down`: the command line of the lab."""
+"""`sparkd lab up|status|exec|down`: the command line of the lab.
+
+The lab itself is imported by each command, not here: the daemon builds this parser too (`sparkd run`)
+and must not load the lab to do so.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,11 @@ import os
 import sys
 
 from sparkd import log
-from sparkd.lab import lab
 
 
 def _up(args: argparse.Namespace) -> int:
+    from sparkd.lab import lab
+
     log.configure("console")
     try:
         lab.up(args.nodes, args.bare)
@@ -26,12 +31,16 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _down(args: argparse.Namespace) -> int:
+    from sparkd.lab import lab
+
     log.configure("console")
     lab.down()
     return 0
 
 
 def _status(args: argparse.Namespace) -> int:
+    from sparkd.lab import lab
+
     state = lab.LabState.load()
     if state is None:
         print("no lab is up")
@@ -56,6 +65,8 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _exec(args: argparse.Namespace) -> int:
+    from sparkd.lab import lab
+
     state = lab.LabState.load()
     if state is None or args.node not in state.nodes:
         print(f"sparkd lab: no lab node {args.node!r} (is the lab up?)", file=sys.stderr)

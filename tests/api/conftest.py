@@ -65,7 +65,7 @@ class Daemon:
     def __init__(self, config: Config, fake: FakeHost) -> None:
         self.fake = fake
         self.peer_target = ""  # host:port of the peer listener, where a test binds one on loopback
-        self.system = System(config, fake.host, MANUAL)
+        self.system = System(config, fake.host, intervals=MANUAL)
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
         started: Future[None] = Future()

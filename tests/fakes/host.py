@@ -124,6 +124,18 @@ class FakeSystemd:
             return UnitState(name, "not-found", "inactive", "dead")
         return UnitState(name, "loaded", unit.active_state, "running", f"inv{unit.invocations}", 100)
 
+    async def states(self, names: list[str]) -> dict[str, UnitState]:
+        await self._wait(f"states {' '.join(names)}")
+        result = {}
+        for name in names:
+            unit = self.units.get(name)
+            result[name] = (
+                UnitState(name, "not-found", "inactive", "dead")
+                if unit is None
+                else UnitState(name, "loaded", unit.active_state, "running")
+            )
+        return result
+
     async def list_units(self, pattern: str) -> list[str]:
         await self._wait(f"list {pattern}")
         return sorted(n for n in self.units if fnmatch.fnmatchcase(n, pattern))

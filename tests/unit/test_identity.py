@@ -267,3 +267,22 @@ def test_sparkd_run_reports_an_identity_error_and_exits_2(
     err = capsys.readouterr().err
     assert err.startswith(f"sparkd: {key}: is empty") and ADVICE in err
     assert key.read_bytes() == b""
+
+
+def test_the_daemon_reads_its_key_in_a_child_process_without_mapping_cryptography(tmp_path: Path) -> None:
+    import asyncio
+    import subprocess
+    import sys
+
+    from sparkd.host.runner import SubprocessRunner
+
+    state = tmp_path / "state"
+    first = asyncio.run(identity.load_in_subprocess(SubprocessRunner(), state))  # creates it
+    assert (
+        first == identity.load_or_create(state) == asyncio.run(identity.load_in_subprocess(SubprocessRunner(), state))
+    )
+    _key_file(state, b"", 0o600)
+    with pytest.raises(IdentityError, match="is empty"):
+        asyncio.run(identity.load_in_subprocess(SubprocessRunner(), state))
+    probe = "import sys, sparkd.system, sparkd.__main__; print('cryptography' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"

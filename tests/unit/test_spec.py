@@ -109,9 +109,9 @@ def no_loader(monkeypatch: pytest.MonkeyPatch) -> None:
     """Fails the test if the spec module ever constructs the document."""
 
     def refuse(*args: object, **kwargs: object) -> NoReturn:
-        raise AssertionError("yaml.safe_load reached")
+        raise AssertionError("yaml.load reached")
 
-    monkeypatch.setattr("sparkd.engine.spec.yaml.safe_load", refuse)
+    monkeypatch.setattr("sparkd.engine.spec_yaml.yaml.load", refuse)
 
 
 @pytest.mark.usefixtures("no_loader")
