@@ -26,6 +26,11 @@ def _run(args: argparse.Namespace) -> int:
             print(f"sparkd: --sysroot must be an absolute path, got {args.sysroot[:100]!r}", file=sys.stderr)
             return 2
         config = dataclasses.replace(config, sysroot=args.sysroot)
+        try:
+            config_mod.check_socket_paths(config, "--sysroot")
+        except ConfigError as e:
+            print(f"sparkd: bad config: {e}", file=sys.stderr)
+            return 2
     log.configure(args.log_format or config.log_format)
     from sparkd import identity
     from sparkd.errors import IdentityError

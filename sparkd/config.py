@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import posixpath
 import re
 import socket
 import stat
@@ -283,6 +284,14 @@ def parse(text: str, path: str = "<config>") -> Config:
             "socket_group", ApiConfig.socket_group, GROUP_RE, "a group name: 1 to 32 letters, digits, '-' or '_'"
         ),
     )
+    for key in ("socket", "ro_socket"):
+        value = getattr(api, key)
+        if not value.startswith("/run/") or posixpath.dirname(value) == "/run":
+            raise ConfigError(
+                path, f"api.{key}", f"must be in a directory of its own under /run (like /run/sparkd/), got {value!r}"
+            )
+    if api.socket == api.ro_socket:
+        raise ConfigError(path, "api.ro_socket", "must differ from api.socket (the admin socket)")
     a.finish()
 
     p = root.sub("peer")
@@ -327,7 +336,22 @@ def parse(text: str, path: str = "<config>") -> Config:
         lab=lab,
     )
     root.finish()
+    check_socket_paths(config, path)
     return config
+
+
+#: A unix socket's path must fit in sockaddr_un.sun_path (108 bytes with its NUL).
+MAX_SOCKET_PATH_BYTES = 107
+
+
+def check_socket_paths(config: Config, path: str = "<config>") -> None:
+    """The sockets' paths under the sysroot fit a unix socket address (also after `--sysroot`)."""
+    for key in ("socket", "ro_socket"):
+        full = config.sysroot.rstrip("/") + getattr(config.api, key)
+        if len(full.encode()) > MAX_SOCKET_PATH_BYTES:
+            raise ConfigError(
+                path, f"api.{key}", f"{full!r} is longer than {MAX_SOCKET_PATH_BYTES} bytes, too long for a unix socket"
+            )
 
 
 def load(path: str | Path) -> Config:

@@ -24,6 +24,7 @@ class Code(Enum):
     UNAVAILABLE = "UNAVAILABLE"
     PERMISSION_DENIED = "PERMISSION_DENIED"
     UNIMPLEMENTED = "UNIMPLEMENTED"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     INTERNAL = "INTERNAL"
 
 
@@ -205,6 +206,13 @@ class PermissionDenied(SparkdError):
 
     code = Code.PERMISSION_DENIED
     reason = "ERROR_REASON_PERMISSION_DENIED"
+
+
+class ResourceExhausted(SparkdError):
+    """A limit of the daemon was reached; retry later. The message names the limit."""
+
+    code = Code.RESOURCE_EXHAUSTED
+    reason = "ERROR_REASON_RESOURCE_EXHAUSTED"
 
 
 class NotSupported(SparkdError):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import grp
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from sparkd.api.host import HostServicer
 from sparkd.api.node import NodeServicer
 from sparkd.api.peers import PeerServicer
 from sparkd.api.status import StatusServicer
-from sparkd.errors import PermissionDenied
+from sparkd.errors import HostOperationFailed, PermissionDenied
 from sparkd.rpc import authz, limits
 from sparkd.rpc.errors import Authorize, Interceptor
 from sparkd.v1 import (
@@ -81,7 +82,7 @@ class ApiServer:
 
 def build_server(servicers: Servicers, read_only: bool) -> ApiServer:
     server = grpc.aio.server(
-        interceptors=[Interceptor(authorizer(read_only))],
+        interceptors=[Interceptor(authorizer(read_only), limits.LOCAL.max_streams)],
         options=limits.LOCAL.options(),
         maximum_concurrent_rpcs=limits.LOCAL.max_concurrent_rpcs,
     )
@@ -104,8 +105,19 @@ def _group_id(name: str) -> int:
 
 
 def prepare_socket_dir(path: Path, group: str) -> None:
-    """Creates the socket directory, 0755 (any user reaches the read-only socket), root:group."""
+    """Creates the socket directory, 0755 (any user reaches the read-only socket), root:group.
+
+    Refuses a directory that others may write to (like /tmp): changing its mode would open or break it,
+    and anyone could replace the sockets in it. The config requires a directory of its own under /run.
+    """
     path.mkdir(parents=True, exist_ok=True)
+    mode = path.lstat().st_mode
+    if not stat.S_ISDIR(mode) or mode & (stat.S_ISVTX | stat.S_IWOTH):
+        raise HostOperationFailed(
+            f"{path} is shared (sticky or writable by others) or not a directory; put the sockets in a "
+            "directory of their own (api.socket, api.ro_socket)",
+            path=str(path),
+        )
     os.chmod(path, 0o755)
     os.chown(path, -1, _group_id(group))
 

@@ -36,6 +36,7 @@ from sparkd.model.deployment import (
     NodeStatus,
     PartSummary,
     WorkerInfo,
+    is_unit_of,
     unit_name,
     unit_pattern,
 )
@@ -76,6 +77,7 @@ class DeploymentManager:
         self.config, self.store, self.systemd, self.facts, self.cluster = config, store, systemd, facts, cluster
         self.snapshot, self.bus, self.poke = snapshot, bus, poke
         self._lock = asyncio.Lock()
+        self._starting: set[str] = set()  # created here, parts still being started
         records, broken = store.load_all()
         self._records = {r.spec.name: r for r in records}
         self._broken = {b.name: b for b in broken if b.name not in self._records}
@@ -101,7 +103,9 @@ class DeploymentManager:
         )
 
     def _remember_unit(self, state: UnitState) -> None:
+        """Fresh evidence from a mutation; a unit probe that was already under way is discarded."""
         self.snapshot.units = {**self.snapshot.units, state.name: state}
+        self.snapshot.units_generation += 1
 
     # --- head --------------------------------------------------------------------------------
 
@@ -129,6 +133,13 @@ class DeploymentManager:
                     f"(sparkctl-client deploy down {spec.name})",
                     name=spec.name,
                 )
+            taken = [r.spec.name for r in self._records.values() if r.spec.port == spec.port]
+            if taken:
+                raise AlreadyExists(
+                    f"port {spec.port} is the API port of deployment {taken[0]}; choose another port",
+                    field="port",
+                    name=taken[0],
+                )
             workers = sorted(self.cluster.connected_workers(), key=lambda w: w.index)
             if len(workers) + 1 < spec.world_size:
                 have = ", ".join(w.name for w in workers) or "none"
@@ -150,6 +161,7 @@ class DeploymentManager:
             )
             self.store.save(record)
             self._records[spec.name] = record
+            self._starting.add(spec.name)
             log.info("deployment.created", deployment=spec.name, nodes=len(parts))
             started: list[NodePart] = []
             try:
@@ -166,6 +178,8 @@ class DeploymentManager:
                         log.error("deployment.cleanup_failed", deployment=spec.name, node=part.node_name, error=str(e))
                 self._forget(spec.name)
                 raise
+            finally:
+                self._starting.discard(spec.name)
             self.poke()
             return self.status(record)
 
@@ -218,6 +232,8 @@ class DeploymentManager:
                 except PeerUnavailable as e:
                     log.warning("deployment.broken_stop_failed", deployment=name, node=worker.name, error=e.message)
         for unit in await self.systemd.list_units(unit_pattern(name)):
+            if not is_unit_of(name, unit):
+                continue  # another deployment's ("a-rank1" for "a"): the glob matches too much
             await self.systemd.stop(unit)
             stopped.append(unit)
         self._forget(name)
@@ -231,6 +247,11 @@ class DeploymentManager:
         if self.is_head:
             raise PreconditionFailed("the head starts its own part; only workers take parts from the peer API")
         async with self._lock:
+            old = self._records.get(spec.name)
+            if old is not None and (old.spec, old.assignment) != (spec, assignment):
+                # The head re-assigned this deployment: the old part (maybe another rank) goes first.
+                await self.systemd.stop(old.unit)
+                log.info("deployment.part_replaced", deployment=spec.name, unit=old.unit)
             record = DeploymentRecord(spec, assignment, (), time.time())
             self.store.save(record)
             self._records[spec.name] = record
@@ -315,7 +336,9 @@ class DeploymentManager:
                 else (self.cluster.worker_unit_state(part.node_id, name) or "unknown")
             )
             nodes.append(NodeStatus(part.node_name, part.rank, part.address, unit_name(name, part.rank), active))
-        if own.active_state == "unknown":
+        if name in self._starting:
+            state, message = DeploymentState.PENDING, "starting the nodes' parts (workers first)"
+        elif own.active_state == "unknown":
             state, message = DeploymentState.PENDING, f"waiting for the first observation of unit {record.unit}"
         elif not own.running:
             state, message = DeploymentState.FAILED, f"unit {record.unit} is {own.active_state}"

@@ -82,7 +82,11 @@ class StateLoop:
 
     async def observe_units(self) -> None:
         names = list(self.interests().units)
+        generation = self.snapshot.units_generation
         states = await asyncio.wait_for(self.host.systemd.states(names), self.intervals.timeout) if names else {}
+        if self.snapshot.units_generation != generation:
+            self.poke("units")  # a mutation wrote fresher evidence meanwhile: this answer is stale, ask again
+            return
         for name, state in states.items():
             self.bus.transition("unit", name, state.active_state)
         self.snapshot.units = {n: states[n] for n in names if n in states}
@@ -116,16 +120,15 @@ class StateLoop:
     async def _step(self, name: str, probe: Callable[[], Awaitable[None]]) -> None:
         try:
             await probe()
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            self._problem(name, e)
-        else:
             self.snapshot.observed[name] = time.monotonic()
             if self._failing.pop(name, None) is not None:
                 log.info("observer.probe_recovered", probe=name)
-        if name in ("units", "health"):
-            self.after_round()
+            if name in ("units", "health"):
+                self.after_round()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # a probe's failure (or the round after it) never ends its task
+            self._problem(name, e)
 
     def _problem(self, what: str, error: BaseException) -> None:
         text = f"{type(error).__name__}: {error}"[:300]
@@ -136,8 +139,8 @@ class StateLoop:
     async def _loop(self, name: str, probe: Callable[[], Awaitable[None]], interval: float) -> None:
         wake = self._wake[name]
         while True:
+            wake.clear()  # before the step: a poke that arrives during it runs the probe again
             await self._step(name, probe)
-            wake.clear()
             try:
                 await asyncio.wait_for(wake.wait(), interval)
             except TimeoutError:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -103,6 +104,10 @@ def parse_record(name: str, data: str) -> DeploymentRecord:
     parts = tuple(_part(p) for p in parts_doc)
     if parts and [p.rank for p in parts] != list(range(len(parts))):
         raise ValueError("parts must be ranks 0, 1, ... in order")
+    if assignment.rank == 0 and len(parts) != assignment.nnodes:
+        raise ValueError(f"the head's record lists {len(parts)} parts for {assignment.nnodes} nodes")
+    if assignment.rank > 0 and parts:
+        raise ValueError("a worker's record lists no parts")
     create_time = doc.get("create_time")
     if not isinstance(create_time, int | float) or isinstance(create_time, bool) or not 0 <= create_time < 1e11:
         raise ValueError("create_time must be a time in seconds")
@@ -122,21 +127,48 @@ class DeploymentStore:
     def save(self, record: DeploymentRecord) -> None:
         self.files.write_atomic(self._path(record.spec.name), _to_json(record), mode=0o600)
 
+    def _corrupt_copies(self, name: str) -> list[str]:
+        prefix = f"{validate_name(name)}{CORRUPT}"
+        return [e for e in self.files.list_dir(self.dir) if e == prefix or e.startswith(f"{prefix}-")]
+
     def delete(self, name: str) -> None:
-        """Removes the record and any broken record of that name."""
-        self.files.remove(self._path(name))
-        self.files.remove(self._path(name, CORRUPT))
+        """Removes the record and every broken copy of it (files only: anything else is left alone)."""
+        for entry in [f"{name}{SUFFIX}", *self._corrupt_copies(name)]:
+            try:
+                self.files.remove(self._path(name, entry.removeprefix(name)))
+            except OSError as e:  # a directory or something else planted under that name
+                log.error("deployment.record_not_removed", deployment=name, file=entry, error=e.strerror or str(e))
+
+    def _regular(self, path: str) -> bool:
+        try:
+            return self.files.read_bounded(path, 0) is not None
+        except OSError:
+            return False
+
+    def _move_aside(self, name: str, path: str) -> str:
+        """Renames a broken record to `<name>.json.corrupt` (or `-<time>` if that is taken); the path it has now."""
+        aside = self._path(name, CORRUPT)
+        if self._corrupt_copies(name):
+            aside = self._path(name, f"{CORRUPT}-{time.time_ns()}")
+        try:
+            self.files.rename(path, aside)
+        except OSError as e:
+            log.error("deployment.record_not_moved", deployment=name, error=e.strerror or str(e))
+            return path
+        return aside
 
     def load_all(self) -> tuple[list[DeploymentRecord], list[BrokenRecord]]:
-        """Every record, and every broken one (moved aside now or at an earlier start)."""
+        """Every record, and every broken one (moved aside now or at an earlier start).
+
+        Only regular files count: a directory, symlink, FIFO or device under a record's name is logged and
+        left alone (never followed, never read, never moved).
+        """
         records: list[DeploymentRecord] = []
-        broken: list[BrokenRecord] = []
+        broken: dict[str, BrokenRecord] = {}
         for entry in self.files.list_dir(self.dir):
-            if entry.endswith(CORRUPT):
-                stem, suffix = entry.removesuffix(CORRUPT), CORRUPT
-            elif entry.endswith(SUFFIX):
-                stem, suffix = entry.removesuffix(SUFFIX), SUFFIX
-            else:
+            stem, dot, rest = entry.partition(SUFFIX)
+            corrupt = rest == ".corrupt" or rest.startswith(".corrupt-")
+            if not dot or (rest and not corrupt):
                 continue  # temporary files of an interrupted write, and anything else, are not records
             try:
                 name = validate_name(stem)
@@ -144,15 +176,18 @@ class DeploymentStore:
                 log.error("deployment.record_ignored", file=entry[:100], reason="not a valid deployment name")
                 continue
             path = f"{self.dir}/{entry}"
-            if suffix == CORRUPT:
-                broken.append(BrokenRecord(name, path, "moved aside at an earlier start"))
+            if not self._regular(path):
+                log.error("deployment.record_ignored", file=entry[:100], reason="not a regular file")
+                continue
+            if corrupt:
+                broken.setdefault(name, BrokenRecord(name, path, "moved aside at an earlier start"))
                 continue
             try:
-                records.append(parse_record(name, self.files.read_text(path) or ""))
-            except (OSError, ValueError, KeyError, TypeError, InvalidSpec, UnicodeDecodeError) as e:
+                data = self.files.read_bounded(path, MAX_RECORD_BYTES) or b""
+                records.append(parse_record(name, data.decode()))
+            except Exception as e:  # whatever is wrong with it (RecursionError included), it is broken, never fatal
                 error = f"{type(e).__name__}: {e}"[:300]
-                aside = self._path(name, CORRUPT)
-                self.files.rename(path, aside)
+                aside = self._move_aside(name, path)
                 log.error("deployment.record_unreadable", deployment=name, moved_to=aside, error=error)
-                broken.append(BrokenRecord(name, aside, error))
-        return records, broken
+                broken[name] = BrokenRecord(name, aside, error)
+        return records, list(broken.values())

@@ -25,6 +25,10 @@ class Files(Protocol):
         """The file's text, or None when it does not exist."""
         ...
 
+    def read_bounded(self, host_path: str, limit: int) -> bytes | None:
+        """At most `limit` + 1 bytes of a regular file (no symlink, FIFO or device: OSError); None if absent."""
+        ...
+
     def write_atomic(self, host_path: str, data: bytes, mode: int = 0o644) -> bool:
         """Writes atomically (never half written); False when the bytes were there already."""
         ...

@@ -7,7 +7,9 @@ half-written file, and a write of identical bytes is skipped (idempotent apply).
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -69,8 +71,26 @@ class Sysroot:
         except (FileNotFoundError, NotADirectoryError):
             return []
 
+    def read_bounded(self, host_path: str, limit: int) -> bytes | None:
+        """At most `limit` + 1 bytes of a regular file, never following a symlink and never blocking on a
+        FIFO or device; None when it does not exist. OSError when it is not a regular file."""
+        try:
+            fd = os.open(self.path(host_path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", host_path)
+            chunks, size = [], 0
+            while size <= limit and (chunk := os.read(fd, min(65536, limit + 1 - size))):
+                chunks.append(chunk)
+                size += len(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
     def remove(self, host_path: str) -> bool:
-        """Removes the file; returns False when it was not there."""
+        """Removes the file (never a directory); returns False when it was not there."""
         try:
             self.path(host_path).unlink()
         except FileNotFoundError:

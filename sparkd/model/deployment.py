@@ -61,8 +61,17 @@ def unit_name(deployment: str, rank: int) -> str:
 
 
 def unit_pattern(deployment: str) -> str:
-    """A glob matching every rank's unit of `deployment` on one node."""
+    """A glob for systemd matching every rank's unit of `deployment` on one node, and more: `*` also
+    matches "-", so deployment "a" would match "sparkd-a-rank1-rank0.service" of deployment "a-rank1".
+    Filter the matches with `is_unit_of`."""
     return f"sparkd-{deployment}-rank*.service"
+
+
+def is_unit_of(deployment: str, unit: str) -> bool:
+    """Whether `unit` is exactly `unit_name(deployment, rank)` for some rank."""
+    prefix, suffix = f"sparkd-{deployment}-rank", ".service"
+    rank = unit[len(prefix) : -len(suffix)] if unit.startswith(prefix) and unit.endswith(suffix) else ""
+    return rank.isdecimal() and unit == unit_name(deployment, int(rank))
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ class Snapshot:
     gpus: tuple[GpuInfo, ...] = ()
     gpu_reason: str = "not observed yet"
     units: dict[str, UnitState] = field(default_factory=dict)
+    units_generation: int = 0  # bumped by every mutation that writes `units`
     health: dict[int, int | None] = field(default_factory=dict)  # head API port -> /health status
     deployments: tuple[PartSummary, ...] = ()  # this node's parts, for hellos
     observed: dict[str, float] = field(default_factory=dict)

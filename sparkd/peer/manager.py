@@ -182,7 +182,9 @@ class PeerManager:
         response = await self._call(peer, "StartPart", request, START_TIMEOUT_S)
         # Fresh evidence until the worker's next hello reports the unit itself.
         summary = PartSummary(spec.name, None, str(response.unit)[:128], str(response.unit_active_state)[:32])
-        self._peers[peer.address] = dataclasses.replace(peer, deployments={**peer.deployments, spec.name: summary})
+        now = self._peers.get(peer.address)  # read again: hellos may have come in during the call
+        if now is not None and now.node_id == node_id:
+            self._peers[peer.address] = dataclasses.replace(now, deployments={**now.deployments, spec.name: summary})
         log.info("peer.part_started", peer=peer.name, unit=summary.unit, state=summary.unit_active_state)
         return summary.unit
 

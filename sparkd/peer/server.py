@@ -97,9 +97,12 @@ class PeerServicer(pb_grpc.PeerServiceServicer):  # type: ignore[misc]
         return pb.StopPartResponse(unit=await self.parts.stop_part(name))
 
 
-def build_peer_server(servicer: PeerServicer, config: Config) -> grpc.aio.Server:
+def build_peer_server(
+    servicer: PeerServicer, config: Config, authorize: Callable[[str, grpc.aio.ServicerContext], None] | None = None
+) -> grpc.aio.Server:
+    """The peer server; `authorize` replaces the role check only in tests that reach the handlers behind it."""
     server = grpc.aio.server(
-        interceptors=[Interceptor(authorizer(config))],
+        interceptors=[Interceptor(authorize or authorizer(config), limits.PEER.max_streams)],
         options=limits.PEER.options(),
         maximum_concurrent_rpcs=limits.PEER.max_concurrent_rpcs,
     )

@@ -24,7 +24,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from sparkd.errors import InvalidSpec, SparkdError
+from sparkd.errors import InvalidSpec, ResourceExhausted, SparkdError
 
 log = structlog.get_logger(__name__)
 
@@ -120,12 +120,28 @@ def _unary(behavior: Any, method: str, authorize: Authorize, logs: ErrorLogs) ->
     return wrapped
 
 
-def _streaming(behavior: Any, method: str, authorize: Authorize, logs: ErrorLogs) -> Any:
+@dataclass
+class StreamSlots:
+    """Long-lived streams (health Watch, reflection) are capped below the server's concurrent-RPC limit, so
+    a local user holding streams open can never starve the unary calls."""
+
+    limit: int
+    open: int = 0
+
+
+def _streaming(behavior: Any, method: str, authorize: Authorize, logs: ErrorLogs, slots: StreamSlots) -> Any:
     """For unary-stream and stream-stream handlers, async generators or coroutines alike."""
 
     async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> None:
+        taken = False
         try:
             authorize(method, context)
+            if slots.open >= slots.limit:
+                raise ResourceExhausted(
+                    f"{slots.limit} streams are open on this socket already; close some (or retry later)",
+                    method=method,
+                )
+            slots.open, taken = slots.open + 1, True
             result = behavior(request, context)
             if isinstance(result, AsyncIterator):
                 async for item in result:
@@ -136,6 +152,9 @@ def _streaming(behavior: Any, method: str, authorize: Authorize, logs: ErrorLogs
             raise
         except Exception as e:
             await _fail(context, method, e, logs)
+        finally:
+            if taken:
+                slots.open -= 1
 
     return wrapped
 
@@ -143,9 +162,10 @@ def _streaming(behavior: Any, method: str, authorize: Authorize, logs: ErrorLogs
 class Interceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Authorizes every call and maps its errors (see the module docstring)."""
 
-    def __init__(self, authorize: Authorize) -> None:
+    def __init__(self, authorize: Authorize, max_streams: int = 16) -> None:
         self.authorize = authorize
         self.logs = ErrorLogs()
+        self.slots = StreamSlots(max_streams)
 
     async def intercept_service(
         self,
@@ -167,8 +187,8 @@ class Interceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                _streaming(handler.unary_stream, method, self.authorize, self.logs), des, ser
+                _streaming(handler.unary_stream, method, self.authorize, self.logs, self.slots), des, ser
             )
         return grpc.stream_stream_rpc_method_handler(
-            _streaming(handler.stream_stream, method, self.authorize, self.logs), des, ser
+            _streaming(handler.stream_stream, method, self.authorize, self.logs, self.slots), des, ser
         )

@@ -20,6 +20,7 @@ class ServerLimits:
     max_receive_bytes: int
     max_send_bytes: int
     max_concurrent_rpcs: int  # server-wide; more are refused with RESOURCE_EXHAUSTED
+    max_streams: int  # long-lived streaming calls, server-wide; kept well below max_concurrent_rpcs
     max_streams_per_connection: int
     max_connections: int
     handshake_timeout_ms: int
@@ -47,6 +48,7 @@ LOCAL = ServerLimits(
     max_receive_bytes=256 * 1024,
     max_send_bytes=4 * 1024 * 1024,
     max_concurrent_rpcs=128,
+    max_streams=16,
     max_streams_per_connection=32,
     max_connections=256,
     handshake_timeout_ms=10_000,
@@ -58,6 +60,7 @@ PEER = ServerLimits(
     max_receive_bytes=256 * 1024,
     max_send_bytes=1024 * 1024,
     max_concurrent_rpcs=16,
+    max_streams=0,  # the peer service has no streaming method
     max_streams_per_connection=8,
     max_connections=32,
     handshake_timeout_ms=3_000,

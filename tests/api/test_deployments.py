@@ -151,3 +151,11 @@ def test_get_status_reads_the_snapshot_only(daemon: Daemon) -> None:
     assert (len(daemon.fake.systemd.calls), daemon.fake.http.calls) == calls  # no D-Bus, no HTTP on the read path
     assert [d.state for d in status.deployments] == [deployment_pb2.DEPLOYMENT_STATE_READY]
     assert status.node.name == "spark1" and status.node.gpus[0].name == "NVIDIA GB10"
+
+
+def test_two_deployments_never_share_an_api_port(daemon: Daemon) -> None:
+    create(daemon)
+    with pytest.raises(grpc.RpcError) as e:
+        create(daemon, SOLO.replace("solo", "other"))
+    assert error(e.value)[:2] == (grpc.StatusCode.ALREADY_EXISTS, "ERROR_REASON_ALREADY_EXISTS")
+    assert "port 8000 is the API port of deployment solo" in str(e.value.details())

@@ -73,3 +73,15 @@ def test_caller_roles_come_from_twin_a_addresses() -> None:
     assert caller_role(config, "192.168.100.3") == "worker"
     assert caller_role(config, "192.168.101.1") == ""  # twin B: not a caller address
     assert caller_role(config, "10.0.0.1") == "" and caller_role(config, "unix:") == ""
+
+
+def test_a_reassigned_part_replaces_the_old_one(worker: Daemon) -> None:
+    start(worker)
+    assert "sparkd-demo-rank1.service" in worker.fake.systemd.units
+    with grpc.insecure_channel(worker.peer_target) as channel:
+        request = peer_pb.StartPartRequest(
+            spec={**SPEC, "parallelism": {"pipeline": 3, "tensor": 1}},
+            assignment=peer_pb.Assignment(rank=2, nnodes=3, master_addr="127.0.0.1", master_port=29501),
+        )
+        peer_grpc.PeerServiceStub(channel).StartPart(request, timeout=10)
+    assert sorted(worker.fake.systemd.units) == ["sparkd-demo-rank2.service"]  # nothing left unwatched

@@ -60,3 +60,18 @@ def test_a_planted_record_naming_another_unit_never_stops_it(root: Path, fake: F
         assert "stop ssh.service" not in daemon.fake.systemd.calls
     finally:
         daemon.close()
+
+
+def test_deleting_a_broken_record_stops_only_its_own_units(root: Path, fake: FakeHost) -> None:
+    """`sparkd-a-rank*.service` also matches deployment "a-rank1"'s unit: the glob alone would stop it."""
+    (root / RECORDS).mkdir(parents=True)
+    (root / RECORDS / "a.json").write_text("garbage")
+    for unit in ("sparkd-a-rank0.service", "sparkd-a-rank1-rank0.service", "sparkd-a-rankx.service"):
+        fake.systemd.units[unit] = FakeUnit(UnitSpec(unit, ["/bin/true"], "planted"))
+    daemon = Daemon(head_config(root), fake)
+    try:
+        deleted = daemon.admin.deployments.DeleteDeployment(deployment_service_pb2.DeleteDeploymentRequest(name="a"))
+        assert list(deleted.stopped_units) == ["sparkd-a-rank0.service"]
+        assert sorted(fake.systemd.units) == ["sparkd-a-rank1-rank0.service", "sparkd-a-rankx.service"]
+    finally:
+        daemon.close()

@@ -85,3 +85,46 @@ def test_streaming_handlers_get_the_same_authorization_and_error_mapping(tmp_pat
             await server.stop(None)
 
     asyncio.run(main())
+
+
+def test_held_streams_never_starve_reads_on_the_read_only_socket(daemon: Daemon) -> None:
+    from sparkd.rpc import limits
+
+    stub = health_pb2_grpc.HealthStub(daemon.ro.channel)
+    held = [stub.Watch(health_pb2.HealthCheckRequest(service="")) for _ in range(limits.LOCAL.max_streams)]
+    try:
+        for watch in held:
+            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+        extra = stub.Watch(health_pb2.HealthCheckRequest(service=""))
+        with pytest.raises(grpc.RpcError) as e:
+            next(extra)
+        assert error(e.value)[:2] == (grpc.StatusCode.RESOURCE_EXHAUSTED, "ERROR_REASON_RESOURCE_EXHAUSTED")
+        for _ in range(20):  # unary reads still answer
+            daemon.ro.status.GetStatus(status_service_pb2.GetStatusRequest(), timeout=2)
+    finally:
+        for watch in held:
+            watch.cancel()
+
+
+def test_the_methods_served_are_exactly_the_authorization_table(daemon: Daemon) -> None:
+    """Asks the running daemon (reflection) what it serves: every method of every registered service must
+    have a row in the table, so registering a new service without rows fails here."""
+    from google.protobuf import descriptor_pb2
+
+    from sparkd.rpc import authz
+
+    reflection = reflection_pb2_grpc.ServerReflectionStub(daemon.ro.channel)
+
+    def ask(request: reflection_pb2.ServerReflectionRequest) -> reflection_pb2.ServerReflectionResponse:
+        (answer,) = reflection.ServerReflectionInfo(iter([request]))
+        return answer
+
+    served = set()
+    for service in ask(reflection_pb2.ServerReflectionRequest(list_services="")).list_services_response.service:
+        files = ask(reflection_pb2.ServerReflectionRequest(file_containing_symbol=service.name))
+        for raw in files.file_descriptor_response.file_descriptor_proto:
+            proto = descriptor_pb2.FileDescriptorProto.FromString(raw)
+            for s in proto.service:
+                if f"{proto.package}.{s.name}" == service.name:
+                    served |= {f"/{service.name}/{m.name}" for m in s.method}
+    assert served == set(authz.LOCAL)

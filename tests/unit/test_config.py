@@ -298,3 +298,19 @@ def test_examples_parse(example: Path) -> None:
 
 def test_there_are_examples() -> None:
     assert {p.name for p in EXAMPLES} >= {"sparkd-head.toml", "sparkd-worker.toml"}
+
+
+@pytest.mark.parametrize(
+    ("api", "field"),
+    [
+        ('socket = "/run/sparkd/x.sock"\nro_socket = "/run/sparkd/x.sock"', "api.ro_socket"),
+        ('socket = "/tmp/sparkd.sock"', "api.socket"),
+        ('ro_socket = "/run/ro.sock"', "api.ro_socket"),
+        (f'socket = "/run/sparkd/{"s" * 100}.sock"', "api.socket"),
+    ],
+    ids=["same-path", "in-tmp", "directly-in-run", "too-long"],
+)
+def test_socket_paths_are_their_own_and_fit(api: str, field: str) -> None:
+    with pytest.raises(ConfigError) as e:
+        parse(f'[node]\nname = "spark1"\n[api]\n{api}\n')
+    assert e.value.field == field

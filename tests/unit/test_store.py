@@ -113,3 +113,46 @@ def test_files_with_invalid_names_are_ignored(tmp_path: Path) -> None:
     (tmp_path / DIR / "Bad Name.json").write_text("{}")
     (tmp_path / DIR / ".demo.json.tmp123").write_text("{}")
     assert s.load_all() == ([RECORD], [])
+
+
+def test_hostile_entries_never_break_loading_and_are_never_followed(tmp_path: Path) -> None:
+    import os
+
+    s = store(tmp_path)
+    s.save(RECORD)
+    d = tmp_path / DIR
+    (d / "deep.json").write_text("[" * 100_000)  # json.loads: RecursionError
+    (d / "adir.json").mkdir()  # a directory where a record should be
+    (d / "adir.json.corrupt").mkdir()
+    os.mkfifo(d / "fifo.json")  # would block a plain open
+    (d / "link.json").symlink_to(d / "demo.json")  # a valid record, but through a symlink
+    (d / "zero.json").symlink_to("/dev/zero")
+    with open(d / "huge.json", "wb") as f:  # sparse: 400 MiB that must not be read
+        f.truncate(400 * 1024 * 1024)
+    records, broken = s.load_all()
+    assert records == [RECORD]
+    assert sorted(b.name for b in broken) == ["deep", "huge"]
+    assert (d / "adir.json").is_dir() and (d / "fifo.json").exists() and (d / "link.json").is_symlink()
+    s.delete("adir")  # logged, not raised: the directories are left alone
+    assert (d / "adir.json.corrupt").is_dir()
+
+
+def test_a_second_corruption_keeps_the_first_copy(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    d = tmp_path / DIR
+    d.mkdir(parents=True)
+    (d / "demo.json").write_text("first")
+    s.load_all()
+    (d / "demo.json").write_text("second")
+    (_, (b,)) = s.load_all()
+    copies = sorted(p.read_text() for p in d.glob("demo.json.corrupt*"))
+    assert copies == ["first", "second"] and b.name == "demo"
+    s.delete("demo")
+    assert list(d.iterdir()) == []
+
+
+def test_a_head_record_must_list_a_part_per_node(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    s.save(RECORD)
+    _planted(tmp_path, "demo", assignment__rank=0, assignment__nnodes=4)
+    assert s.load_all()[0] == []
