@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import stat
 from pathlib import Path
 
@@ -128,3 +129,41 @@ def test_the_methods_served_are_exactly_the_authorization_table(daemon: Daemon) 
                 if f"{proto.package}.{s.name}" == service.name:
                     served |= {f"/{service.name}/{m.name}" for m in s.method}
     assert served == set(authz.LOCAL)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_any_local_user_reaches_the_read_only_socket_and_no_one_else_the_admin_one(daemon: Daemon) -> None:
+    """A real unprivileged process (uid 65534) connects: the kernel enforces the modes, not sparkd."""
+    import shutil
+    import subprocess
+
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    os.chmod(daemon.fake.root, 0o755)  # the test's sysroot stands in for /, which anyone may traverse
+    probe = (
+        "import socket, sys\n"
+        "for path in sys.argv[1:]:\n"
+        "    s = socket.socket(socket.AF_UNIX)\n"
+        "    try:\n"
+        "        s.connect(path); print('ok')\n"
+        "    except PermissionError:\n"
+        "        print('denied')\n"
+    )
+    out = subprocess.run(
+        [
+            setpriv,
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            probe,
+            str(daemon.system.ro_socket),
+            str(daemon.system.admin_socket),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out == ["ok", "denied"]
