@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
+
+from status_load import cpu_ticks, host_pids, rss_kib  # this directory: the benchmarks share their probes
 
 from sparkctl_client.client import Client
 from sparkd.lab import lab
@@ -21,30 +22,6 @@ from sparkd.v1 import deployment_pb2, deployment_service_pb2, status_service_pb2
 
 ROOT = Path(__file__).parents[1]
 CLK = os.sysconf("SC_CLK_TCK")
-
-
-def host_pids(unit: str) -> list[int]:
-    """Host PIDs of a unit (the lab's sandboxed systemd nests its cgroups under sparkd-lab/)."""
-    cg = subprocess.run(
-        ["systemctl", "show", "-p", "ControlGroup", "--value", unit], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    for base in ("/sys/fs/cgroup/unified/sparkd-lab", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
-        procs = Path(base + cg) / "cgroup.procs"
-        if procs.exists():
-            return [int(p) for p in procs.read_text().split()]
-    return []
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
 
 
 def main() -> None:
@@ -84,12 +61,12 @@ def main() -> None:
         time.sleep(2)  # let the burst above settle
         for node in lab.LabState.load().nodes:  # type: ignore[union-attr]
             pids = host_pids(lab.daemon_unit(node))
-            before = sum(cpu_ticks(p) for p in pids)
+            before = cpu_ticks(pids)
             time.sleep(args.idle)
-            after = sum(cpu_ticks(p) for p in pids)
+            after = cpu_ticks(pids)
             cpu = (after - before) / CLK / args.idle * 100
             print(
-                f"daemon_idle_{node} rss_mib {sum(rss_kib(p) for p in pids) / 1024:.1f} cpu_percent {cpu:.2f} "
+                f"daemon_idle_{node} rss_mib {rss_kib(pids) / 1024:.1f} cpu_percent {cpu:.2f} "
                 f"(over {args.idle:.0f} s, heartbeat every 2 s, one READY deployment)"
             )
         head.close()

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import os
 import posixpath
 import re
 import socket
-import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sparkd.errors import ConfigError
+from sparkd.files import NotARegularFile, read_regular
 
 CURRENT_VERSION = 1
 SUBNET_A = ipaddress.IPv4Network("192.168.100.0/24")
@@ -362,30 +361,15 @@ def load(path: str | Path) -> Config:
     """
     p = str(path)
     try:
-        # O_NONBLOCK: opening a FIFO must not hang start-up (it is refused below).
-        fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+        data, _ = read_regular(Path(p), MAX_FILE_BYTES)
     except FileNotFoundError as e:
         raise ConfigError(
             p, "(file)", f"config file not found; install one (see {EXAMPLE}) or pass --config PATH"
         ) from e
+    except NotARegularFile as e:
+        raise ConfigError(p, "(file)", "not a regular file; pass --config PATH to a TOML file") from e
     except OSError as e:
-        raise ConfigError(p, "(file)", f"cannot open: {e.strerror}; check the path and its permissions") from e
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfigError(p, "(file)", "not a regular file; pass --config PATH to a TOML file")
-        chunks: list[bytes] = []
-        size = 0
-        while size <= MAX_FILE_BYTES:
-            chunk = os.read(fd, MAX_FILE_BYTES + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as e:
-        raise ConfigError(p, "(file)", f"cannot read: {e.strerror}") from e
-    finally:
-        os.close(fd)
-    data = b"".join(chunks)
+        raise ConfigError(p, "(file)", f"cannot read: {e.strerror}; check the path and its permissions") from e
     if len(data) > MAX_FILE_BYTES:
         raise ConfigError(p, "(file)", f"larger than {MAX_FILE_BYTES} bytes; this is not a sparkd config file")
     try:

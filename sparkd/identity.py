@@ -26,13 +26,13 @@ import hashlib
 import json
 import os
 import secrets
-import stat
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sparkd.errors import IdentityError
+from sparkd.files import NotARegularFile, read_regular
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -92,8 +92,7 @@ def _unusable(path: Path, what: str) -> IdentityError:
 def _read(path: Path) -> tuple[bytes, int] | None:
     """The key file's bytes (at most MAX_KEY_BYTES + 1) and mode bits, or None when there is no key file."""
     try:
-        # O_NONBLOCK: a FIFO in its place must not hang start-up (it is refused below).
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
+        return read_regular(path, MAX_KEY_BYTES)
     except FileNotFoundError:
         if os.path.lexists(path):
             raise _unusable(path, "is a symbolic link to a file that does not exist") from None
@@ -103,25 +102,10 @@ def _read(path: Path) -> tuple[bytes, int] | None:
             f"{path}: the state directory {path.parent} (or a folder above it) is not a directory; "
             "point state_dir in the config at a directory, or move that file away"
         ) from e
+    except NotARegularFile as e:
+        raise _unusable(path, "is not a regular file") from e
     except OSError as e:
-        raise _unusable(path, f"cannot be opened ({e.strerror}); check the file and its permissions") from e
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise _unusable(path, "is not a regular file")
-        chunks: list[bytes] = []
-        size = 0
-        while size <= MAX_KEY_BYTES:
-            chunk = os.read(fd, MAX_KEY_BYTES + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as e:
-        raise _unusable(path, f"cannot be read ({e.strerror}); check the file and the disk") from e
-    finally:
-        os.close(fd)
-    return b"".join(chunks), stat.S_IMODE(st.st_mode)
+        raise _unusable(path, f"cannot be read ({e.strerror}); check the file and its permissions") from e
 
 
 def _parse(path: Path, pem: bytes) -> ec.EllipticCurvePrivateKey:

@@ -57,18 +57,6 @@ def have_netns() -> bool:
     return ok
 
 
-def __getattr__(name: str) -> bool:
-    """`HAVE_NETNS`, kept for importers, is evaluated (by `have_netns()`) only when first read."""
-    if name == "HAVE_NETNS":
-        return have_netns()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-#: Marks a test (or, as `pytestmark`, a module) as needing root and network namespaces: it is then
-#: skipped at setup where those are missing. Tests under tests/integration and tests/e2e have it already.
-requires_netns = pytest.mark.netns
-
-
 def pytest_itemcollected(item: pytest.Item) -> None:
     """Marks the tests under tests/integration and tests/e2e by path (before `-m` selects)."""
     try:

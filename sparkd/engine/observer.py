@@ -13,7 +13,6 @@ evidence into deployment states and events. Intervals are chosen for an idle dae
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -120,7 +119,6 @@ class StateLoop:
     async def _step(self, name: str, probe: Callable[[], Awaitable[None]]) -> None:
         try:
             await probe()
-            self.snapshot.observed[name] = time.monotonic()
             if self._failing.pop(name, None) is not None:
                 log.info("observer.probe_recovered", probe=name)
             if name in ("units", "health"):

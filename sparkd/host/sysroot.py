@@ -7,11 +7,11 @@ half-written file, and a write of identical bytes is skipped (idempotent apply).
 
 from __future__ import annotations
 
-import errno
 import os
-import stat
 import tempfile
 from pathlib import Path
+
+from sparkd.files import read_regular
 
 
 class Sysroot:
@@ -75,19 +75,9 @@ class Sysroot:
         """At most `limit` + 1 bytes of a regular file, never following a symlink and never blocking on a
         FIFO or device; None when it does not exist. OSError when it is not a regular file."""
         try:
-            fd = os.open(self.path(host_path), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+            return read_regular(self.path(host_path), limit, follow_symlinks=False)[0]
         except FileNotFoundError:
             return None
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise OSError(errno.EINVAL, "not a regular file", host_path)
-            chunks, size = [], 0
-            while size <= limit and (chunk := os.read(fd, min(65536, limit + 1 - size))):
-                chunks.append(chunk)
-                size += len(chunk)
-            return b"".join(chunks)
-        finally:
-            os.close(fd)
 
     def remove(self, host_path: str) -> bool:
         """Removes the file (never a directory); returns False when it was not there."""

@@ -16,7 +16,7 @@ from sparkd.model.unit import UnitState
 
 @dataclass
 class Snapshot:
-    """This node, as last observed. `observed` maps each probe to the monotonic time of its last success."""
+    """This node, as last observed."""
 
     links: dict[str, LinkState] = field(default_factory=dict)
     rdma: tuple[RdmaPort, ...] = ()
@@ -28,7 +28,6 @@ class Snapshot:
     units_generation: int = 0  # bumped by every mutation that writes `units`
     health: dict[int, int | None] = field(default_factory=dict)  # head API port -> /health status
     deployments: tuple[PartSummary, ...] = ()  # this node's parts, for hellos
-    observed: dict[str, float] = field(default_factory=dict)
 
     def unit(self, name: str) -> UnitState:
         return self.units.get(name) or UnitState.unknown(name)

@@ -24,6 +24,7 @@ import pytest
 
 from sparkd.config import ApiConfig, Config, InterconnectConfig, NodeConfig, PeerConfig
 from sparkd.engine.observer import Intervals
+from sparkd.peer.v1 import peer_service_pb2 as peer_pb
 from sparkd.system import System
 from sparkd.v1 import (
     deployment_service_pb2_grpc,
@@ -37,6 +38,19 @@ from tests.fakes.host import FakeHost
 T = TypeVar("T")
 #: Probes run only when a test asks (`Daemon.observe()`), so every test sees exactly the evidence it set up.
 MANUAL = Intervals(links=3600, units=3600, health=3600, gpus=3600, timeout=0.5)
+
+
+def worker_hello() -> peer_pb.NodeHello:
+    """A well-formed hello of worker spark2 (index 1, 192.168.100.2)."""
+    return peer_pb.NodeHello(
+        node_id="abcdefghijklmnop",
+        name="spark2",
+        role="NODE_ROLE_WORKER",
+        index=1,
+        address="192.168.100.2",
+        sparkd_version="0.1.0",
+        protocol_version=1,
+    )
 
 
 def head_config(root: Path, role: str = "head", index: int = 0) -> Config:

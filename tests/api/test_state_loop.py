@@ -16,7 +16,7 @@ import structlog
 from sparkd.host.gpu import NvmlGpus
 from sparkd.peer.v1 import peer_service_pb2 as peer_pb
 from sparkd.v1 import deployment_pb2, deployment_service_pb2, status_service_pb2
-from tests.api.conftest import Daemon
+from tests.api.conftest import Daemon, worker_hello
 from tests.api.test_deployments import SOLO, create
 
 
@@ -56,16 +56,7 @@ def test_hung_health_endpoints_never_delay_status_hellos_or_the_unit_probe(daemo
     ):
         assert time.monotonic() < deadline, "the failed unit never showed"
         time.sleep(0.01)
-    hello = peer_pb.HelloRequest(
-        node=peer_pb.NodeHello(
-            node_id="abcdefghijklmnop",
-            name="spark2",
-            role="NODE_ROLE_WORKER",
-            index=1,
-            address="192.168.100.2",
-            protocol_version=1,
-        )
-    )
+    hello = peer_pb.HelloRequest(node=worker_hello())
     answer = daemon.run(lambda: daemon.system.peers.handle_hello(hello, "192.168.100.2"))
     assert {d.name for d in answer.deployments} == {"solo0", "solo1", "solo2"}
     assert daemon.run(lambda: blocking.waiting) == 3 and not blocking.release.is_set()  # still hung throughout

@@ -27,7 +27,7 @@ from sparkd.v1 import (
     peer_service_pb2,
     status_service_pb2,
 )
-from tests.api.conftest import Daemon, head_config, loopback_worker
+from tests.api.conftest import Daemon, head_config, loopback_worker, worker_hello
 from tests.fakes.host import FakeHost
 from tests.fuzz.conftest import RESULTS
 from tests.fuzz.strategies import messages, unknown_fields
@@ -96,15 +96,7 @@ TEMPLATES: dict[str, Any] = {
     ),
     "/sparkd.peer.v1.PeerService/StopPart": peer_pb.StopPartRequest(name="solo"),
     "handle_hello": peer_pb.HelloRequest(
-        node=peer_pb.NodeHello(
-            node_id="abcdefghijklmnop",
-            name="spark2",
-            role="NODE_ROLE_WORKER",
-            index=1,
-            address="192.168.100.2",
-            sparkd_version="0.1.0",
-            protocol_version=1,
-        ),
+        node=worker_hello(),
         deployments=[
             peer_pb.DeploymentSummary(name="solo", state="DEPLOYMENT_STATE_READY", unit="sparkd-solo-rank1.service")
         ],
