@@ -100,27 +100,23 @@ class DbusSystemd:
 
     async def state(self, name: str) -> UnitState:
         """The unit's state ("not-found"/"inactive" for a unit systemd does not know)."""
-        (path,) = await self._call(_MANAGER, "LoadUnit", "s", (name,))
-        unit = DBusAddress(path, bus_name=_SYSTEMD, interface="org.freedesktop.DBus.Properties")
-        (props,) = await self._call(unit, "GetAll", "s", (f"{_SYSTEMD}.Unit",))
-        (service,) = await self._call(unit, "GetAll", "s", (f"{_SYSTEMD}.Service",))
-        invocation = props.get("InvocationID", ("ay", b""))[1]
-        return UnitState(
-            name=name,
-            load_state=props["LoadState"][1],
-            active_state=props["ActiveState"][1],
-            sub_state=props["SubState"][1],
-            invocation_id=bytes(invocation).hex(),
-            main_pid=int(service.get("MainPID", ("u", 0))[1]),
-        )
+        return (await self.states([name]))[name]
 
     async def states(self, names: list[str]) -> dict[str, UnitState]:
-        """Load, active and sub state of many units in one call (the state loop's probe): one
-        ListUnitsByNames round trip instead of three calls and 400 properties per unit."""
+        """Load, active and sub state of many units in one ListUnitsByNames round trip (systemd loads the
+        ones it does not know, answering "not-found").
+
+        A unit whose start job is still queued (just after StartTransientUnit, on a busy machine) is
+        "inactive" to systemd; it is reported "activating", which is what it is: not a failure.
+        """
         if not names:
             return {}
         (units,) = await self._call(_MANAGER, "ListUnitsByNames", "as", (list(names),))
-        return {str(u[0]): UnitState(str(u[0]), str(u[2]), str(u[3]), str(u[4])) for u in units}
+        result = {}
+        for name, _, load, active, sub, _following, _path, job_id, job_type, _job in units:
+            starting = active == "inactive" and job_id and job_type == "start"
+            result[str(name)] = UnitState(str(name), str(load), "activating" if starting else str(active), str(sub))
+        return result
 
     async def list_units(self, pattern: str) -> list[str]:
         """Names of the loaded units matching a glob `pattern` (e.g. "sparkd-demo-rank*.service")."""

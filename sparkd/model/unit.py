@@ -29,8 +29,6 @@ class UnitState:
     load_state: str  # "loaded", "not-found"
     active_state: str  # "active", "activating", "inactive", "failed", ...
     sub_state: str
-    invocation_id: str = ""  # changes on every (re)start: evidence a unit was not restarted
-    main_pid: int = 0  # in systemd's PID namespace
 
     @property
     def running(self) -> bool:

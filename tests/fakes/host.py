@@ -122,7 +122,7 @@ class FakeSystemd:
         unit = self.units.get(name)
         if unit is None:
             return UnitState(name, "not-found", "inactive", "dead")
-        return UnitState(name, "loaded", unit.active_state, "running", f"inv{unit.invocations}", 100)
+        return UnitState(name, "loaded", unit.active_state, "running")
 
     async def states(self, names: list[str]) -> dict[str, UnitState]:
         await self._wait(f"states {' '.join(names)}")
