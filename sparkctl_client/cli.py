@@ -9,7 +9,7 @@ import grpc
 
 from sparkctl_client import exit_codes
 from sparkctl_client.client import Client, ClientError, default_socket
-from sparkctl_client.commands import deploy, host, node, peer, status, version
+from sparkctl_client.commands import deploy, events, host, node, peer, status, version
 from sparkctl_client.output import to_json
 from sparkd import __version__
 
@@ -20,7 +20,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--socket", default=None, help=f"admin socket (default $SPARKD_SOCKET or {default_socket()})")
     p.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
     sub = p.add_subparsers(dest="noun", required=True)
-    for module in (status, node, host, peer, deploy, version):
+    for module in (status, node, host, peer, deploy, events, version):
         module.register(sub)
     return p
 
@@ -47,10 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     client = Client(args.socket)
     try:
-        message, text = args.handler(client, args)
+        result = args.handler(client, args)
     except ClientError as e:
         return _print_error(e, client.socket_path)
     finally:
         client.close()
-    print(to_json(message) if args.output == "json" else text)
+    if result is not None:  # None: the handler printed as it went (`events`)
+        message, text = result
+        print(to_json(message) if args.output == "json" else text)
     return exit_codes.OK

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -13,6 +13,7 @@ from grpc_status import rpc_status
 
 from sparkd.v1 import (
     deployment_service_pb2_grpc,
+    event_service_pb2_grpc,
     host_service_pb2_grpc,
     node_service_pb2_grpc,
     peer_service_pb2_grpc,
@@ -20,6 +21,12 @@ from sparkd.v1 import (
 )
 
 DEFAULT_SOCKET = "/run/sparkd/sparkd.sock"
+#: Reconnect within 2 s of the daemon coming back (grpc's default backoff grows to 120 s).
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
 M = TypeVar("M", bound=Message)
 
 
@@ -72,12 +79,13 @@ class Client:
     def __init__(self, socket_path: str | None = None, timeout: float = 30.0) -> None:
         self.socket_path = socket_path or default_socket()
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(f"unix:{self.socket_path}")
+        self.channel = grpc.insecure_channel(f"unix:{self.socket_path}", options=CHANNEL_OPTIONS)
         self.node = node_service_pb2_grpc.NodeServiceStub(self.channel)
         self.host = host_service_pb2_grpc.HostServiceStub(self.channel)
         self.peers = peer_service_pb2_grpc.PeerServiceStub(self.channel)
         self.deployments = deployment_service_pb2_grpc.DeploymentServiceStub(self.channel)
         self.status = status_service_pb2_grpc.StatusServiceStub(self.channel)
+        self.events = event_service_pb2_grpc.EventServiceStub(self.channel)
 
     def call(self, method: Callable[..., Any], request: M, timeout: float | None = None) -> Any:
         """Calls `method` (a stub method: untyped, generated) and returns its response message;
@@ -86,6 +94,17 @@ class Client:
             return method(request, timeout=timeout or self.timeout)
         except grpc.RpcError as e:
             raise decode(e) from None
+
+    def stream(self, method: Callable[..., Any], request: M, timeout: float | None = None) -> Iterator[Any]:
+        """Calls a server-streaming `method` and yields its responses; raises ClientError (decoded) on
+        failure. No deadline unless `timeout`; closing the iterator (or Ctrl-C) cancels the call."""
+        call = method(request, timeout=timeout)
+        try:
+            yield from call
+        except grpc.RpcError as e:
+            raise decode(e) from None
+        finally:
+            call.cancel()
 
     def close(self) -> None:
         self.channel.close()

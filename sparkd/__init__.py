@@ -10,7 +10,9 @@ together; `lab` simulates a cluster on one machine.
 __version__ = "0.1.0"
 
 #: Additive revision of the sparkd.v1 API (bumped with every new field or RPC).
-API_REVISION = 1
+API_REVISION = 2
 
-#: Version of the sparkd.peer.v1 protocol this daemon speaks.
-PEER_PROTOCOL_VERSION = 1
+#: Versions of the sparkd.peer.v1 protocol this daemon speaks (2: mutual TLS, epochs, versions). Peers agree on
+#: the newest version both speak.
+PEER_PROTOCOL_MIN = 2
+PEER_PROTOCOL_MAX = 2

@@ -29,7 +29,7 @@ CURRENT_VERSION = 1
 SUBNET_A = ipaddress.IPv4Network("192.168.100.0/24")
 SUBNET_B = ipaddress.IPv4Network("192.168.101.0/24")
 DEFAULT_PATH = "/etc/sparkd/sparkd.toml"
-EXAMPLE = "docs/examples/sparkd-head.toml"
+EXAMPLE = "docs/examples/sparkd.toml"
 MAX_FILE_BYTES = 1024 * 1024
 MAX_STRING = 4096  # any string value, paths included (PATH_MAX)
 NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,63}")
@@ -52,8 +52,9 @@ class NodeConfig:
     """Who this node is in the cluster."""
 
     name: str
-    role: str  # "head" | "worker"
-    index: int  # 0 for the head, 1.. for workers: the host part of its addresses is index + 1
+    # Optional overrides of what pairing decides (sparkd.engine.membership): "" and None = from pairing.
+    role: str = ""  # "head" | "worker" | ""
+    index: int | None = None  # 0 for the head, 1.. for workers: the host part of its addresses is index + 1
 
 
 @dataclass(frozen=True)
@@ -84,9 +85,13 @@ class PeerConfig:
     """The daemon-to-daemon listener and heartbeat."""
 
     port: int = 7471
-    heartbeat_s: float = 2.0
+    # Discovery (UDP, IPv6 link-local multicast on the interconnect netdevs) and pairing (TCP, open only
+    # while a pairing token is live).
+    discovery_port: int = 7472
+    pairing_port: int = 7473
+    heartbeat_s: float = 0.5
     # A peer not heard from for this long is DISCONNECTED.
-    timeout_s: float = 6.0
+    timeout_s: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -128,10 +133,9 @@ class Config:
     units: UnitsConfig = field(default_factory=UnitsConfig)
     lab: LabConfig = field(default_factory=LabConfig)
 
-    def node_address(self, index: int | None = None) -> ipaddress.IPv4Interface:
-        """Twin-A address of node `index` (default: this node)."""
-        i = self.node.index if index is None else index
-        return self.interconnect.address(self.interconnect.subnet_a, i)
+    def node_address(self, index: int) -> ipaddress.IPv4Interface:
+        """Twin-A address of node `index`."""
+        return self.interconnect.address(self.interconnect.subnet_a, index)
 
 
 class _Reader:
@@ -250,11 +254,14 @@ def parse(text: str, path: str = "<config>") -> Config:
         raise ConfigError(path, "version", f"unsupported config version {version}; this sparkd reads {CURRENT_VERSION}")
 
     n = root.sub("node")
-    role = n.choice("role", ("head", "worker"), "head")
-    index = n.get("index", int, 0 if role == "head" else 1)
+    # Optional: pairing fixes the role and index; a config file pins them only for tests and labs.
+    role = n.choice("role", ("head", "worker"), "head") if "role" in n.table else ""
+    index = n.get("index", int, 0 if role == "head" else None)
+    if index is not None and not role:
+        raise ConfigError(path, "node.index", "is pinned only together with node.role; remove it (pairing sets it)")
     if role == "head" and index != 0:
         raise ConfigError(path, "node.index", "the head has index 0")
-    if role == "worker" and not 1 <= index <= 250:
+    if role == "worker" and index is not None and not 1 <= index <= 250:
         raise ConfigError(path, "node.index", "a worker has an index from 1 to 250")
     name = n.label("name", socket.gethostname(), NAME_RE, "1 to 63 letters, digits, '-' or '_' (like a host name)")
     node = NodeConfig(name=name, role=role, index=index)
@@ -269,8 +276,8 @@ def parse(text: str, path: str = "<config>") -> Config:
     )
     if not 1280 <= interconnect.mtu <= 9216:
         raise ConfigError(path, "interconnect.mtu", "must be between 1280 and 9216 (9000 for jumbo frames)")
-    _check_subnet(path, "interconnect.subnet_a", interconnect.subnet_a, index)
-    _check_subnet(path, "interconnect.subnet_b", interconnect.subnet_b, index)
+    _check_subnet(path, "interconnect.subnet_a", interconnect.subnet_a, index or 1)
+    _check_subnet(path, "interconnect.subnet_b", interconnect.subnet_b, index or 1)
     if interconnect.subnet_a.overlaps(interconnect.subnet_b):
         raise ConfigError(path, "interconnect.subnet_b", "must not overlap interconnect.subnet_a")
     ic.finish()
@@ -294,9 +301,19 @@ def parse(text: str, path: str = "<config>") -> Config:
     a.finish()
 
     p = root.sub("peer")
-    port = p.get("port", int, PeerConfig.port)
-    if not 1 <= port <= 65535:
-        raise ConfigError(path, "peer.port", f"must be a TCP port from 1 to 65535, got {port}; the default is 7471")
+    ports = {}
+    for key in ("port", "discovery_port", "pairing_port"):
+        default = getattr(PeerConfig, key)
+        ports[key] = p.get(key, int, default)
+        if not 1 <= ports[key] <= 65535:
+            raise ConfigError(
+                path, f"peer.{key}", f"must be a port from 1 to 65535, got {ports[key]}; the default is {default}"
+            )
+    names = list(ports)
+    for i, key in enumerate(names):
+        clash = [other for other in names[:i] if ports[other] == ports[key]]
+        if clash:
+            raise ConfigError(path, f"peer.{key}", f"must differ from peer.{clash[0]} (both {ports[key]})")
     heartbeat_s = p.seconds("heartbeat_s", PeerConfig.heartbeat_s, HEARTBEAT_MIN_S, HEARTBEAT_MAX_S)
     timeout_s = p.seconds("timeout_s", PeerConfig.timeout_s, HEARTBEAT_MIN_S, TIMEOUT_MAX_S)
     if timeout_s <= heartbeat_s:
@@ -306,7 +323,7 @@ def parse(text: str, path: str = "<config>") -> Config:
             f"must be greater than peer.heartbeat_s ({heartbeat_s}), got {timeout_s}; "
             f"use about three heartbeats, e.g. {3 * heartbeat_s:g}",
         )
-    peer = PeerConfig(port=port, heartbeat_s=heartbeat_s, timeout_s=timeout_s)
+    peer = PeerConfig(**ports, heartbeat_s=heartbeat_s, timeout_s=timeout_s)
     p.finish()
 
     f = root.sub("frameworks")

@@ -4,7 +4,10 @@ Generated on first start in the state directory (ECDSA P-256, PEM, mode 0600), n
 derived from /etc/machine-id (Sparks ship with duplicates). The node ID is the first
 80 bits of the SHA-256 of the public key (DER), in lowercase base32: stable for the
 life of the key, and the same key always gives the same ID. Pairing and mutual TLS
-(a later revision) pin this key.
+pin this key: `node.crt` is a self-signed leaf certificate for it (CA:FALSE, the DNS
+name `<node ID>.node.sparkd`, valid for 100 years: trust comes from pinning the key,
+never from a CA or a date). The certificate is derived data: one that is missing or
+does not match the key is written again; the key never is.
 
 The key is written atomically and durably (a 0600 temporary file in the same directory,
 fsynced, renamed onto `node.key`, then the directory fsynced), so a crash leaves either no
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -40,7 +44,10 @@ if TYPE_CHECKING:
     from sparkd.host.protocols import Runner
 
 KEY_FILE = "node.key"
+CERT_FILE = "node.crt"
 MAX_KEY_BYTES = 64 * 1024  # a P-256 PEM key is about 240 bytes
+MAX_CERT_CHARS = 2048  # a P-256 self-signed certificate is about 600 characters of PEM
+CERT_YEARS = 100
 ADVICE = (
     "this file is the node's identity for pairing; restore it from a backup, or move it away to make "
     "sparkd generate a new identity (its peers must then pair with it again)"
@@ -54,15 +61,83 @@ class Identity:
     node_id: str
     fingerprint: str  # hex SHA-256 of the public key (DER)
     public_key_der: bytes
+    cert_pem: str = ""  # node.crt: the self-signed certificate of the key, for TLS
 
 
-def _identity(key: ec.EllipticCurvePrivateKey) -> Identity:
+def node_id_of(der: bytes) -> tuple[str, str]:
+    """(node ID, hex fingerprint) of a public key (SubjectPublicKeyInfo DER)."""
+    digest = hashlib.sha256(der).digest()
+    return base64.b32encode(digest[:10]).decode().lower(), digest.hex()
+
+
+def tls_name(node_id: str) -> str:
+    """The DNS name in a node's certificate (what a TLS client checks)."""
+    return f"{node_id}.node.sparkd"
+
+
+def _identity(key: ec.EllipticCurvePrivateKey, cert_pem: str = "") -> Identity:
     from cryptography.hazmat.primitives import serialization
 
     der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    digest = hashlib.sha256(der).digest()
-    node_id = base64.b32encode(digest[:10]).decode().lower()
-    return Identity(node_id=node_id, fingerprint=digest.hex(), public_key_der=der)
+    node_id, fingerprint = node_id_of(der)
+    return Identity(node_id=node_id, fingerprint=fingerprint, public_key_der=der, cert_pem=cert_pem)
+
+
+def cert_public_key(cert_pem: str) -> bytes:
+    """The public key (DER) of a PEM certificate from a peer; ValueError if it is not one sparkd would make."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    if len(cert_pem) > MAX_CERT_CHARS or not cert_pem.startswith("-----BEGIN CERTIFICATE-----"):
+        raise ValueError(f"not a PEM certificate of at most {MAX_CERT_CHARS} characters")
+    cert = x509.load_pem_x509_certificate(cert_pem.encode())
+    key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ValueError("the certificate's key is not an EC P-256 key")
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _make_cert(key: ec.EllipticCurvePrivateKey, node_id: str) -> str:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, tls_name(node_id))])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=365 * CERT_YEARS))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(tls_name(node_id))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _ensure_cert(state_dir: Path, key: ec.EllipticCurvePrivateKey) -> Identity:
+    """The identity with its certificate, (re)writing node.crt when it is missing or not the key's."""
+    ident = _identity(key)
+    path = state_dir / CERT_FILE
+    try:
+        pem = read_regular(path, MAX_CERT_CHARS, follow_symlinks=False)[0].decode()
+        if cert_public_key(pem) == ident.public_key_der:
+            return dataclasses.replace(ident, cert_pem=pem)
+    except (OSError, NotARegularFile, ValueError, UnicodeDecodeError):
+        pass
+    pem = _make_cert(key, ident.node_id)
+    try:
+        _write_atomically(state_dir, path, pem.encode(), 0o644)
+    except OSError as e:
+        raise IdentityError(f"{path}: cannot write the node certificate ({e.strerror or e})") from e
+    return dataclasses.replace(ident, cert_pem=pem)
 
 
 def load_or_create(state_dir: Path) -> Identity:
@@ -82,7 +157,15 @@ def load_or_create(state_dir: Path) -> Identity:
             f"run `chmod 600 {path}` and start sparkd again (if others may have read it, move it away to make "
             "sparkd generate a new identity; its peers must then pair with it again)"
         )
-    return _identity(key)
+    return _ensure_cert(state_dir, key)
+
+
+def read_key_pem(state_dir: Path) -> bytes:
+    """node.key's PEM, for TLS (gRPC parses it; `load_or_create` has checked the file first)."""
+    found = _read(state_dir / KEY_FILE)
+    if found is None:
+        raise IdentityError(f"{state_dir / KEY_FILE}: the node key is gone; restart sparkd")
+    return found[0]
 
 
 def _unusable(path: Path, what: str) -> IdentityError:
@@ -142,14 +225,14 @@ def _create(state_dir: Path, path: Path) -> Identity:
     try:
         if _make_dir(state_dir):
             _fsync_dir(state_dir.parent)  # the new directory's entry
-        _write_atomically(state_dir, path, pem)
+        _write_atomically(state_dir, path, pem, 0o600)
     except OSError as e:
         where = f" on {e.filename}" if e.filename else ""
         raise IdentityError(
             f"{path}: cannot create the node key ({e.strerror or e}{where}); check that the state directory "
             "(state_dir in the config) can be written by sparkd and that the disk has room"
         ) from e
-    return _identity(key)
+    return _ensure_cert(state_dir, key)
 
 
 def _make_dir(directory: Path) -> bool:
@@ -162,17 +245,17 @@ def _make_dir(directory: Path) -> bool:
     return True
 
 
-def _write_atomically(directory: Path, path: Path, data: bytes) -> None:
-    """Writes `data` to `path` through a fresh 0600 temporary file in `directory`; durable on return.
+def _write_atomically(directory: Path, path: Path, data: bytes, mode: int) -> None:
+    """Writes `data` to `path` through a fresh temporary file (`mode`) in `directory`; durable on return.
 
     The temporary file is removed on any failure. O_EXCL: never opens a file (or a link) that is there already; a
     random name: a temporary file left by a crash does not block the next start.
     """
-    tmp = directory / f".{KEY_FILE}.{secrets.token_hex(8)}.tmp"
+    tmp = directory / f".{path.name}.{secrets.token_hex(8)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         try:
-            os.fchmod(fd, 0o600)  # whatever the umask
+            os.fchmod(fd, mode)  # whatever the umask
             view = memoryview(data)
             while view:  # os.write is unbuffered: nothing is left to flush once it returns
                 view = view[os.write(fd, view) :]
@@ -198,7 +281,12 @@ def _fsync_dir(directory: Path) -> None:
 
 def to_json(ident: Identity) -> str:
     return json.dumps(
-        {"node_id": ident.node_id, "fingerprint": ident.fingerprint, "public_key_der": ident.public_key_der.hex()}
+        {
+            "node_id": ident.node_id,
+            "fingerprint": ident.fingerprint,
+            "public_key_der": ident.public_key_der.hex(),
+            "cert_pem": ident.cert_pem,
+        }
     )
 
 
@@ -214,7 +302,9 @@ async def load_in_subprocess(runner: Runner, state_dir: Path, timeout: float = 6
         )
     try:
         doc = json.loads(result.stdout)
-        ident = Identity(str(doc["node_id"]), str(doc["fingerprint"]), bytes.fromhex(doc["public_key_der"]))
+        ident = Identity(
+            str(doc["node_id"]), str(doc["fingerprint"]), bytes.fromhex(doc["public_key_der"]), str(doc["cert_pem"])
+        )
     except (ValueError, KeyError, TypeError) as e:
         raise IdentityError(f"could not read the node key in {state_dir}: the helper's answer is unreadable") from e
     digest = hashlib.sha256(ident.public_key_der).digest()
@@ -223,9 +313,30 @@ async def load_in_subprocess(runner: Runner, state_dir: Path, timeout: float = 6
     return ident
 
 
+async def cert_node_id_in_subprocess(runner: Runner, cert_pem: str, timeout: float = 30.0) -> tuple[str, str]:
+    """(node ID, fingerprint) of a peer's certificate, parsed in a child process (see the module docstring);
+    ValueError if it is not a P-256 certificate."""
+    if len(cert_pem) > MAX_CERT_CHARS or not cert_pem.isascii() or "\0" in cert_pem:
+        raise ValueError(f"not a PEM certificate of at most {MAX_CERT_CHARS} ASCII characters")
+    result = await runner.run([sys.executable, "-m", "sparkd.identity", "--cert-id", cert_pem], timeout)
+    node_id, _, fingerprint = result.stdout.strip().partition(" ")
+    if result.returncode != 0 or len(node_id) != 16 or len(fingerprint) != 64:
+        raise ValueError(result.stderr.strip()[-300:] or "the certificate cannot be read")
+    return node_id, fingerprint
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m sparkd.identity STATE_DIR`: prints this node's public identity as JSON."""
+    """`python -m sparkd.identity STATE_DIR`: prints this node's public identity as JSON.
+    `python -m sparkd.identity --cert-id PEM`: prints a certificate's node ID and fingerprint."""
     args = sys.argv[1:] if argv is None else argv
+    if len(args) == 2 and args[0] == "--cert-id":
+        try:
+            node_id, fingerprint = node_id_of(cert_public_key(args[1]))
+        except ValueError as e:
+            print(f"not a usable certificate: {e}", file=sys.stderr)
+            return 2
+        print(node_id, fingerprint)
+        return 0
     if len(args) != 1 or not args[0].startswith("/"):
         print("usage: python -m sparkd.identity /ABSOLUTE/STATE_DIR", file=sys.stderr)
         return 1

@@ -9,22 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
 
 from sparkd import __version__, identity
 from sparkd.api.deployments import DeploymentServicer
+from sparkd.api.events import EventServicer
 from sparkd.api.host import HostServicer
 from sparkd.api.node import NodeServicer
 from sparkd.api.peers import PeerServicer as LocalPeerServicer
 from sparkd.api.server import ApiServer, Servicers, build_server, serve_unix
 from sparkd.api.status import StatusServicer
 from sparkd.config import Config
+from sparkd.engine import versions
 from sparkd.engine.deployments import DeploymentManager
-from sparkd.engine.host import HostConfigurator, desired_addresses
+from sparkd.engine.host import HostConfigurator
 from sparkd.engine.inventory import Inventory
 from sparkd.engine.launch import LocalFacts
+from sparkd.engine.membership import Membership
 from sparkd.engine.observer import Intervals, StateLoop
 from sparkd.engine.store import DeploymentStore
 from sparkd.engine.twins import select_twins
@@ -35,10 +39,11 @@ from sparkd.host.sysroot import Sysroot
 from sparkd.identity import Identity
 from sparkd.model.inventory import Twins
 from sparkd.model.observed import Snapshot
-from sparkd.peer.manager import PeerManager, run_heartbeat
+from sparkd.model.versions import Versions
+from sparkd.peer.manager import PeerManager
 from sparkd.peer.route_guard import RouteGuard
-from sparkd.peer.server import PeerListener
-from sparkd.peer.server import PeerServicer as RemotePeerServicer
+from sparkd.peer.stack import Discoverer, PeerStack
+from sparkd.peer.tls import KeyPair
 
 log = structlog.get_logger(__name__)
 
@@ -80,19 +85,33 @@ class System:
     """Everything one sparkd daemon is made of."""
 
     def __init__(
-        self, config: Config, host: Host, node_identity: Identity | None = None, intervals: Intervals | None = None
+        self,
+        config: Config,
+        host: Host,
+        node_identity: Identity | None = None,
+        intervals: Intervals | None = None,
+        discovery: Discoverer | None = None,
     ) -> None:
         """`node_identity` is read by the caller (`sparkd run` reads it in a child process, see
-        `sparkd.identity`); without it, the key is loaded (or created) in this process."""
+        `sparkd.identity`); without it, the key is loaded (or created) in this process. `discovery`
+        replaces the real one (UDP multicast on the twins) only in tests without network namespaces."""
         self.config, self.host = config, host
         self.sysroot = sysroot = Sysroot(config.sysroot)
-        self.identity = node_identity or identity.load_or_create(sysroot.path(config.state_dir))
+        state_dir = sysroot.path(config.state_dir)
+        self.identity = node_identity or identity.load_or_create(state_dir)
+        keys = KeyPair(identity.read_key_pem(state_dir), self.identity.cert_pem.encode())
         self.snapshot = Snapshot()
         self.bus = EventBus()
-        self.configurator = HostConfigurator(config, host.files, host.sysfs, host.netlink)
-        self.inventory = Inventory(config, self.identity, self.snapshot)
+        self.membership = membership = Membership(config, host.files)
+        self.versions = Versions(sparkd=__version__)
+        self.configurator = HostConfigurator(
+            config, host.files, host.sysfs, host.netlink, lambda: membership.index if membership.addressed else None
+        )
+        self.inventory = Inventory(config, self.identity, self.snapshot, membership)
+        boot_id = (host.files.read_text("/proc/sys/kernel/random/boot_id") or "").strip()[:36]
+        guard = RouteGuard(host.netlink, self._twin_netdevs)
         self.peers = PeerManager(
-            config, self.identity, RouteGuard(host.netlink, self._twin_netdevs), self.snapshot, self.bus
+            config, self.identity, keys, membership, guard, self.snapshot, self.bus, lambda: self.versions, boot_id
         )
         self.deployments = DeploymentManager(
             config,
@@ -103,22 +122,25 @@ class System:
             self.snapshot,
             self.bus,
             poke=lambda: self.loop.poke("units", "health"),
+            role=lambda: membership.role,
         )
+        self.peer = PeerStack(self.peers, host, self.deployments, self._twin_netdevs, discovery)
         self.loop = StateLoop(
             host, self.snapshot, self.bus, self.deployments.interests, self.deployments.refresh, intervals
-        )
-        self.peer_listener = PeerListener(
-            RemotePeerServicer(self.peers, self.deployments), config, self._listen_addresses
         )
         self.servicers = Servicers(
             node=NodeServicer(self.inventory),
             host=HostServicer(self.configurator, self._after_apply),
-            peers=LocalPeerServicer(self.peers),
+            peers=LocalPeerServicer(
+                self.peers, membership, self.peer.office, self.peer.joiner, self.bus, self._peer_changed
+            ),
             deployments=DeploymentServicer(self.deployments),
             status=StatusServicer(self.inventory, self.peers, self.deployments),
+            events=EventServicer(self.bus),
         )
         self._servers: list[ApiServer] = []
-        self._heartbeat: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop_watch: Callable[[], None] | None = None
 
     @property
     def admin_socket(self) -> Path:
@@ -131,15 +153,15 @@ class System:
     async def facts(self) -> LocalFacts:
         observed = await self.configurator.observe()
         return LocalFacts(
-            host_ip=str(self.config.node_address().ip),
+            host_ip=str(self.config.node_address(self.membership.index).ip),
             twins=observed.twins,
             vllm_venv=self.config.frameworks.vllm_venv,
             network_namespace_path=self.config.units.network_namespace_path,
         )
 
     async def _after_apply(self) -> None:
-        self.loop.poke("links")
-        await self.peer_listener.ensure()
+        await self.loop.run_once()
+        await self.peer.changed()
 
     def _twins(self) -> Twins | None:
         s = self.snapshot
@@ -153,16 +175,26 @@ class System:
         twins = self._twins()
         return [t.netdev for t in twins.all()] if twins else []
 
-    async def _listen_addresses(self) -> list[str]:
-        """This node's interconnect addresses that are present on its twins now (from the snapshot)."""
-        s, twins = self.snapshot, self._twins()
-        if twins is None:
-            return []
-        return [
-            str(address.ip)
-            for netdev, address in desired_addresses(self.config, twins).items()
-            if netdev in s.links and address in s.links[netdev].addresses
-        ]
+    async def _refresh_versions(self) -> None:
+        """This node's versions for the handshake: now, then every minute (a hash only when the NCCL
+        library changed)."""
+        while True:
+            try:
+                self.versions = await versions.collect(self.config.frameworks, self.host.files, self.snapshot)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("versions.collect_failed")
+            await asyncio.sleep(60)
+
+    async def _peer_changed(self) -> None:
+        """After pairing: the links afresh (the pairing listener binds the link-local addresses present now)."""
+        await self.loop.observe_links()
+        await self.peer.changed()
+
+    def _link_changed(self) -> None:
+        self.loop.poke("links")
+        self.peer.link_changed()
 
     async def start(self) -> None:
         """Observes once, binds the sockets and the peer listener, and starts the loops."""
@@ -173,18 +205,20 @@ class System:
         await serve_unix(ro, self.ro_socket, 0o666, self.config.api.socket_group)
         self._servers = [admin, ro]
         self.loop.start()
-        await self.peer_listener.ensure()
-        self._heartbeat = asyncio.create_task(
-            run_heartbeat(self.peers, self.peer_listener.ensure, self.config.peer.heartbeat_s)
-        )
+        self.versions = await versions.collect(self.config.frameworks, self.host.files, self.snapshot)
+        self._tasks = [asyncio.create_task(self._refresh_versions())]
+        self._stop_watch = self.host.netlink.watch_links(self._link_changed)
+        await self.peer.start()
 
     async def stop(self) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
-            await asyncio.gather(self._heartbeat, return_exceptions=True)
+        if self._stop_watch is not None:
+            self._stop_watch()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.bus.close()  # ends the event streams first: they would hold the servers' grace period
         await self.loop.stop()
-        await self.peer_listener.stop()
-        await self.peers.close()
+        await self.peer.stop()
         await asyncio.gather(*(s.grpc.stop(grace=2.0) for s in self._servers))
         for path in (self.admin_socket, self.ro_socket):
             path.unlink(missing_ok=True)
@@ -203,7 +237,7 @@ class System:
             "sparkd.ready",
             version=__version__,
             node=self.config.node.name,
-            role=self.config.node.role,
+            role=self.membership.role or "unpaired",
             node_id=self.identity.node_id,
             socket=str(self.admin_socket),
             deployments=names,

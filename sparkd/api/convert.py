@@ -12,6 +12,7 @@ from sparkd.model.deployment import DeploymentStatus
 from sparkd.model.host import HostAction
 from sparkd.model.node import NodeInfo
 from sparkd.model.peer import PeerInfo
+from sparkd.model.versions import Versions
 from sparkd.peer.convert import role_to_proto, spec_from_proto, spec_to_proto, state_to_proto, ts
 from sparkd.v1 import deployment_pb2, host_service_pb2, node_pb2, peer_pb2
 
@@ -75,6 +76,29 @@ def peer_to_proto(p: PeerInfo) -> peer_pb2.Peer:
         last_seen_time=ts(p.last_seen),
         rtt_us=p.rtt_us,
         last_error=p.last_error,
+        index=p.index,
+        versions=versions_to_proto(p.versions) if p.versions else None,
+        differences=[
+            peer_pb2.VersionDifference(
+                field=d.field, local=d.local, remote=d.remote, blocking=d.blocking, message=f"{d.message}; {d.advice}"
+            )
+            for d in p.differences
+        ],
+        epoch=p.epoch,
+        protocol_version=p.protocol_version,
+        boot_id=p.boot_id,
+        key_fingerprint=p.key_fingerprint,
+    )
+
+
+def versions_to_proto(v: Versions) -> peer_pb2.PeerVersions:
+    return peer_pb2.PeerVersions(
+        sparkd=v.sparkd,
+        frameworks=[f"{n}=={ver}" for n, ver in v.frameworks],
+        nccl_sha256=v.nccl_sha256,
+        driver=v.driver,
+        cuda=v.cuda,
+        kernel=v.kernel,
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from sparkd import API_REVISION, PEER_PROTOCOL_VERSION, __version__
+from sparkd import API_REVISION, PEER_PROTOCOL_MAX, __version__
 from sparkd.api import convert
 from sparkd.engine.inventory import Inventory
 from sparkd.v1 import node_service_pb2 as pb
@@ -22,5 +22,5 @@ class NodeServicer(pb_grpc.NodeServiceServicer):  # type: ignore[misc]
         self, request: pb.GetVersionRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetVersionResponse:
         return pb.GetVersionResponse(
-            version=__version__, api_revision=API_REVISION, peer_protocol_version=PEER_PROTOCOL_VERSION
+            version=__version__, api_revision=API_REVISION, peer_protocol_version=PEER_PROTOCOL_MAX
         )

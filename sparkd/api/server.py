@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from sparkd.api.deployments import DeploymentServicer
+from sparkd.api.events import EventServicer
 from sparkd.api.host import HostServicer
 from sparkd.api.node import NodeServicer
 from sparkd.api.peers import PeerServicer
@@ -32,6 +33,8 @@ from sparkd.rpc.errors import Authorize, Interceptor
 from sparkd.v1 import (
     deployment_service_pb2,
     deployment_service_pb2_grpc,
+    event_service_pb2,
+    event_service_pb2_grpc,
     host_service_pb2,
     host_service_pb2_grpc,
     node_service_pb2,
@@ -48,6 +51,7 @@ SPARKD_SERVICES = [
     peer_service_pb2.DESCRIPTOR.services_by_name["PeerService"].full_name,
     deployment_service_pb2.DESCRIPTOR.services_by_name["DeploymentService"].full_name,
     status_service_pb2.DESCRIPTOR.services_by_name["StatusService"].full_name,
+    event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
 ]
 SERVICE_NAMES = [*SPARKD_SERVICES, health.SERVICE_NAME, reflection.SERVICE_NAME]
 
@@ -59,6 +63,7 @@ class Servicers:
     peers: PeerServicer
     deployments: DeploymentServicer
     status: StatusServicer
+    events: EventServicer
 
 
 def authorizer(read_only: bool) -> Authorize:
@@ -91,6 +96,7 @@ def build_server(servicers: Servicers, read_only: bool) -> ApiServer:
     peer_service_pb2_grpc.add_PeerServiceServicer_to_server(servicers.peers, server)
     deployment_service_pb2_grpc.add_DeploymentServiceServicer_to_server(servicers.deployments, server)
     status_service_pb2_grpc.add_StatusServiceServicer_to_server(servicers.status, server)
+    event_service_pb2_grpc.add_EventServiceServicer_to_server(servicers.events, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(SERVICE_NAMES, server)

@@ -59,6 +59,10 @@ class Cluster(Protocol):
 
     def head_state(self, name: str) -> DeploymentState | None: ...
 
+    def consistency_blockers(self) -> list[str]:
+        """Why the connected peers' software versions refuse a deployment (empty when they agree)."""
+        ...
+
 
 class DeploymentManager:
     """Creates, reports and deletes deployments on this node."""
@@ -73,7 +77,11 @@ class DeploymentManager:
         snapshot: Snapshot,
         bus: EventBus,
         poke: Callable[[], None] = lambda: None,
+        role: Callable[[], str] | None = None,
     ) -> None:
+        """`role` is this node's role from pairing (`Membership.role`); tests that pin it in the config leave
+        it out."""
+        self.role = role or (lambda: config.node.role)
         self.config, self.store, self.systemd, self.facts, self.cluster = config, store, systemd, facts, cluster
         self.snapshot, self.bus, self.poke = snapshot, bus, poke
         self._lock = asyncio.Lock()
@@ -84,7 +92,7 @@ class DeploymentManager:
 
     @property
     def is_head(self) -> bool:
-        return self.config.node.role == "head"
+        return self.role() == "head"
 
     # --- what the state loop watches ---------------------------------------------------------
 
@@ -147,6 +155,12 @@ class DeploymentManager:
                     f"deployment {spec.name} needs {spec.world_size} nodes (pipeline x tensor) but only "
                     f"{len(workers) + 1} are connected (workers: {have}); check `sparkctl-client peer status`",
                     field="parallelism",
+                )
+            blockers = self.cluster.consistency_blockers()
+            if blockers:
+                raise PreconditionFailed(
+                    f"deployment {spec.name} is refused: the nodes' software differs: " + " | ".join(blockers[:4]),
+                    field="versions",
                 )
             facts = await self.facts()
             workers = workers[: spec.world_size - 1]

@@ -9,14 +9,14 @@ the verification fails, the inverses run in reverse order and the error is raise
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
 
 from sparkd.config import Config
 from sparkd.engine.twins import select_twins
-from sparkd.errors import HostOperationFailed, VerifyFailed
+from sparkd.errors import HostOperationFailed, PreconditionFailed, VerifyFailed
 from sparkd.host.protocols import Files, Netlink, Sysfs
 from sparkd.model.host import ActionKind, HostAction
 from sparkd.model.inventory import LinkState, Twins
@@ -36,21 +36,21 @@ class Observed:
     nccl_conf: str | None
 
 
-def desired_addresses(config: Config, twins: Twins) -> dict[str, ipaddress.IPv4Interface]:
-    """netdev -> the address it should carry."""
+def desired_addresses(config: Config, twins: Twins, index: int) -> dict[str, ipaddress.IPv4Interface]:
+    """netdev -> the address it should carry, for the node of `index`."""
     ic = config.interconnect
-    result = {twins.a.netdev: ic.address(ic.subnet_a, config.node.index)}
+    result = {twins.a.netdev: ic.address(ic.subnet_a, index)}
     if twins.b is not None:
-        result[twins.b.netdev] = ic.address(ic.subnet_b, config.node.index)
+        result[twins.b.netdev] = ic.address(ic.subnet_b, index)
     return result
 
 
-def plan(config: Config, observed: Observed) -> list[HostAction]:
+def plan(config: Config, observed: Observed, index: int) -> list[HostAction]:
     """The actions that bring the host to the desired state (empty when it is there)."""
     ic = config.interconnect
     managed = (ic.subnet_a, ic.subnet_b)
     actions: list[HostAction] = []
-    for netdev, address in desired_addresses(config, observed.twins).items():
+    for netdev, address in desired_addresses(config, observed.twins, index).items():
         link = observed.links[netdev]
         if link.mtu != ic.mtu:
             actions.append(
@@ -98,8 +98,18 @@ def plan(config: Config, observed: Observed) -> list[HostAction]:
 class HostConfigurator:
     """Observes, plans and applies this node's interconnect configuration."""
 
-    def __init__(self, config: Config, files: Files, sysfs: Sysfs, netlink: Netlink) -> None:
+    def __init__(
+        self,
+        config: Config,
+        files: Files,
+        sysfs: Sysfs,
+        netlink: Netlink,
+        index: Callable[[], int | None] | None = None,
+    ) -> None:
+        """`index` is this node's index, None while unpaired (the membership's); tests that pin it in the
+        config leave it out."""
         self.config, self.files, self.sysfs, self.netlink = config, files, sysfs, netlink
+        self.index = index or (lambda: config.node.index)
 
     async def observe(self) -> Observed:
         links = await self.netlink.links()
@@ -111,7 +121,13 @@ class HostConfigurator:
         return Observed(links, twins, nccl_conf)
 
     async def plan(self) -> list[HostAction]:
-        return plan(self.config, await self.observe())
+        index = self.index()
+        if index is None:
+            raise PreconditionFailed(
+                "this node is not paired yet, and its interconnect addresses follow from the index pairing gives "
+                "it: run `sparkctl-client peer pair begin` on the head and `peer pair join` here, then apply again"
+            )
+        return plan(self.config, await self.observe(), index)
 
     async def apply(self, dry_run: bool = False) -> tuple[list[HostAction], bool]:
         """Applies the plan. Returns (actions, verified). Rolls back and raises on failure."""

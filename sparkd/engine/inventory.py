@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sparkd import __version__
 from sparkd.config import Config
+from sparkd.engine.membership import Membership
 from sparkd.engine.twins import cabled_functions, select_twins
 from sparkd.errors import PreconditionFailed
 from sparkd.identity import Identity
@@ -18,8 +19,8 @@ from sparkd.model.observed import Snapshot
 class Inventory:
     """Builds NodeInfo from the snapshot."""
 
-    def __init__(self, config: Config, identity: Identity, snapshot: Snapshot) -> None:
-        self.config, self.identity, self.snapshot = config, identity, snapshot
+    def __init__(self, config: Config, identity: Identity, snapshot: Snapshot, membership: Membership) -> None:
+        self.config, self.identity, self.snapshot, self.membership = config, identity, snapshot, membership
 
     def node(self) -> NodeInfo:
         s = self.snapshot
@@ -51,8 +52,8 @@ class Inventory:
         return NodeInfo(
             node_id=self.identity.node_id,
             name=self.config.node.name,
-            role=self.config.node.role,
-            index=self.config.node.index,
+            role=self.membership.role,
+            index=self.membership.index,
             sparkd_version=__version__,
             kernel=s.kernel,
             memory=s.memory,

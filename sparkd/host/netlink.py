@@ -8,9 +8,10 @@ job: the host planner only asks for changes that are needed.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -45,9 +46,16 @@ class Pyroute2Netlink:
         async with self._ipr() as ipr:
             links = await _collect(await ipr.link("dump"))
             addrs = await _collect(await ipr.addr("dump", family=socket.AF_INET))
+            addrs6 = await _collect(await ipr.addr("dump", family=socket.AF_INET6))
         by_index: dict[int, list[ipaddress.IPv4Interface]] = {}
         for a in addrs:
             by_index.setdefault(a["index"], []).append(ipaddress.IPv4Interface(f"{a.get('address')}/{a['prefixlen']}"))
+        link_local: dict[int, list[str]] = {}
+        for a in addrs6:
+            address = str(a.get("address") or "")
+            tentative = int(a.get("flags") or 0) & 0x40  # IFA_F_TENTATIVE: DAD is still running
+            if address.startswith("fe80:") and not tentative:
+                link_local.setdefault(a["index"], []).append(address)
         result = {}
         for link in links:
             name = link.get("ifname")
@@ -59,8 +67,35 @@ class Pyroute2Netlink:
                 operstate=str(link.get("operstate") or "UNKNOWN"),
                 mtu=int(link.get("mtu") or 0),
                 addresses=tuple(sorted(by_index.get(link["index"], []))),
+                link_local=tuple(sorted(link_local.get(link["index"], []))),
             )
         return result
+
+    def watch_links(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Calls `callback` (on the running event loop) whenever the kernel reports a link or address change
+        (carrier, state, a netdev added or removed, an address added or past DAD); returns the function that
+        stops watching. The messages are only a signal: the state loop reads the links afresh."""
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, socket.NETLINK_ROUTE)
+        sock.bind((0, 0x1 | 0x10 | 0x100))  # RTMGRP_LINK, RTMGRP_IPV4_IFADDR, RTMGRP_IPV6_IFADDR
+        loop = asyncio.get_running_loop()
+
+        def readable() -> None:
+            try:
+                while sock.recv(65536):
+                    pass
+            except BlockingIOError:
+                pass
+            except OSError:  # ENOBUFS: messages were lost; a change happened all the same
+                pass
+            callback()
+
+        loop.add_reader(sock.fileno(), readable)
+
+        def stop() -> None:
+            loop.remove_reader(sock.fileno())
+            sock.close()
+
+        return stop
 
     async def _index(self, ipr: Any, ifname: str) -> int:
         found = await ipr.link_lookup(ifname=ifname)

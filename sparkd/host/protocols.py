@@ -10,7 +10,7 @@ none blocks for long: callers put their own timeouts around them.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,6 +45,13 @@ class Files(Protocol):
         """The names in a directory, sorted; empty when it does not exist."""
         ...
 
+    def sha256(self, host_path: str, limit: int) -> str | None:
+        """The hex SHA-256 of a regular file of at most `limit` bytes, read in bounded chunks; None if absent.
+        Symlinks are followed only while they resolve inside the sysroot; a path that leaves it, a file that
+        is not regular, or one larger than `limit` raises OSError. Blocking (hundreds of MB: call it in a
+        thread); cached by (path, size, mtime_ns), so an unchanged file is read once."""
+        ...
+
 
 class Sysfs(Protocol):
     """The static RDMA layout (`/sys/class/infiniband` under the sysroot)."""
@@ -75,6 +82,10 @@ class Netlink(Protocol):
 
     async def route_interface(self, address: str) -> str | None:
         """The interface the kernel would send traffic to `address` out of, or None."""
+        ...
+
+    def watch_links(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Calls `callback` on the event loop at every link change the kernel reports; returns `stop()`."""
         ...
 
 

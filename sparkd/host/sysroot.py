@@ -7,11 +7,18 @@ half-written file, and a write of identical bytes is skipped (idempotent apply).
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import os
+import stat
 import tempfile
+import threading
 from pathlib import Path
 
-from sparkd.files import read_regular
+from sparkd.files import NotARegularFile, read_regular
+
+#: How many files' digests `Sysroot.sha256` remembers (one NCCL library per framework environment).
+DIGEST_CACHE = 16
 
 
 class Sysroot:
@@ -19,6 +26,9 @@ class Sysroot:
 
     def __init__(self, root: str | Path = "/") -> None:
         self.root = Path(root)
+        # sha256(): real path -> ((st_dev, st_ino, st_size, st_mtime_ns), hex digest)
+        self._digests: dict[str, tuple[tuple[int, int, int, int], str]] = {}
+        self._digests_lock = threading.Lock()
 
     def path(self, host_path: str) -> Path:
         """Maps an absolute host path (e.g. "/etc/nccl.conf") into the sysroot."""
@@ -78,6 +88,48 @@ class Sysroot:
             return read_regular(self.path(host_path), limit, follow_symlinks=False)[0]
         except FileNotFoundError:
             return None
+
+    def sha256(self, host_path: str, limit: int) -> str | None:
+        """The hex SHA-256 of a regular file of at most `limit` bytes; None when it does not exist. Symlinks
+        are resolved, and the result must lie inside the sysroot (an absolute link in a test or lab sysroot
+        points at the machine's own files: refused with EXDEV). Not regular: NotARegularFile; larger than
+        `limit`: EFBIG. Read in 1 MiB chunks; cached by the opened file's (device, inode, size, mtime_ns)."""
+        root = os.path.realpath(self.root)
+        try:
+            real = os.path.realpath(self.path(host_path), strict=True)
+        except FileNotFoundError:
+            return None
+        if os.path.commonpath([root, real]) != root:
+            raise OSError(errno.EXDEV, "resolves outside the sysroot", host_path)
+        fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise NotARegularFile(errno.EINVAL, "not a regular file", host_path)
+            if st.st_size > limit:
+                raise OSError(errno.EFBIG, f"larger than {limit} bytes", host_path)
+            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            with self._digests_lock:
+                cached = self._digests.get(real)
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            digest, size = hashlib.sha256(), 0
+            while chunk := os.read(fd, 1 << 20):
+                size += len(chunk)
+                if size > limit:
+                    raise OSError(errno.EFBIG, f"larger than {limit} bytes", host_path)
+                digest.update(chunk)
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        hexdigest = digest.hexdigest()
+        if (after.st_size, after.st_mtime_ns) == (size, st.st_mtime_ns):  # not rewritten while being read
+            with self._digests_lock:
+                self._digests.pop(real, None)
+                while len(self._digests) >= DIGEST_CACHE:
+                    self._digests.pop(next(iter(self._digests)))
+                self._digests[real] = (key, hexdigest)
+        return hexdigest
 
     def remove(self, host_path: str) -> bool:
         """Removes the file (never a directory); returns False when it was not there."""

@@ -84,9 +84,23 @@ def _exec(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("lab", help="a simulated cluster of Sparks on this machine (root)")
     verbs = p.add_subparsers(dest="verb", required=True)
-    up = verbs.add_parser("up", help="create the lab and return when it is ready")
-    up.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
-    up.add_argument("--bare", action="store_true", help="stop once the daemons answer (no link, no peers)")
+    up = verbs.add_parser(
+        "up",
+        help="create the lab and return when it is ready",
+        description="Creates N simulated Sparks: spark1 (the head), spark2, ... workers, each a network "
+        "namespace with two interconnect twins (cabled directly for 2 nodes, through a switch for 3+) and "
+        "a management port mgmt0 (10.77.0.N/24, the default route), and its own sparkd as a systemd unit. "
+        "Without --bare, every node's link is configured (`host apply`) and the workers connected to the "
+        "head before it returns.",
+    )
+    up.add_argument("--nodes", type=int, default=2, help="number of nodes, 2 to 16 (default 2)")
+    up.add_argument(
+        "--bare",
+        action="store_true",
+        help="fresh nodes, as newly cabled Sparks: return once every sparkd answers and the twins are up "
+        "with carrier and IPv6 link-local addresses, but without IPv4 addresses (no `host apply`) and so "
+        "with no peer connected",
+    )
     up.set_defaults(func=_up)
     verbs.add_parser("status", help="each node's status").set_defaults(func=_status)
     e = verbs.add_parser("exec", help="run a command inside a node's namespace, SPARKD_SOCKET set")

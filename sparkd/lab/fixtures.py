@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
+
+from sparkd.lab.frameworks import LAB_FRAMEWORK_VERSIONS, write_lab_framework_versions
 
 MEMINFO = """MemTotal:       127600748 kB
 MemFree:        121034112 kB
@@ -39,10 +42,16 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
-def write_node_fixtures(root: Path, index: int) -> None:
+def write_node_fixtures(root: Path, index: int, venv: str = "") -> None:
     """Writes the hardware fixtures of lab node `index` under the sysroot `root`."""
     _write(root / "proc/meminfo", MEMINFO)
     _write(root / "proc/sys/kernel/osrelease", KERNEL)
+    # A boot ID of the node's own: `sparkd lab reboot`-style tests write a new one to simulate a reboot.
+    _write(root / "proc/sys/kernel/random/boot_id", f"{uuid.uuid4()}\n")
+    # The framework environment's packages and NCCL library, as the version handshake reads them.
+    # `venv` is the node's frameworks.vllm_venv, a host path: the daemon reads it under its sysroot.
+    if venv:
+        write_lab_framework_versions(root / venv.lstrip("/"), LAB_FRAMEWORK_VERSIONS)
     for rdma, netdev, bdf in PORTS:
         domain = bdf.split(":", 1)[0]
         device = root / f"sys/devices/pci{domain}:00/{domain}:00:00.0/{bdf}"

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
@@ -73,16 +74,14 @@ def daemon_unit(node: str) -> str:
     return f"sparkd-lab-{node}.service"
 
 
-def _config(node: str, index: int) -> str:
-    role = "head" if index == 0 else "worker"
+def _config(node: str) -> str:
+    """A node's config: the same for every node but its name (pairing gives each its role and index)."""
     return f"""# sparkd lab node {node} (written by `sparkd lab up`)
 version = 1
 sysroot = "{sysroot(node)}"
 
 [node]
 name = "{node}"
-role = "{role}"
-index = {index}
 
 [frameworks]
 vllm_venv = "{LAB_DIR / "frameworks/vllm"}"
@@ -141,15 +140,21 @@ def _wait(what: str, timeout: float, probe: Callable[[], object]) -> None:
     )
 
 
-def up(n: int, bare: bool, log: Callable[[str], None] = print) -> LabState:
-    """Creates an n-node lab and returns once it is ready (see `sparkd lab up --help`)."""
+def up(
+    n: int, bare: bool, log: Callable[[str], None] = print, on_network: Callable[[list[str]], None] | None = None
+) -> LabState:
+    """Creates an n-node lab and returns once it is ready (see `sparkd lab up --help`).
+
+    `on_network(nodes)` runs once the namespaces and links exist, before any daemon starts (tests start
+    their packet captures there)."""
     if os.geteuid() != 0:
         raise LabError("the lab needs root (network namespaces and systemd units)")
     if n < 2 or n > 16:
         raise LabError(f"--nodes must be from 2 to 16, got {n}")
     if STATE.exists():
         raise LabError(f"a lab is already up ({STATE}); run `sparkd lab down` first")
-    clash = [ns for ns in topology.node_names(n) + [topology.SWITCH_NS] if ns in topology.existing()]
+    present = topology.existing()
+    clash = [ns for ns in topology.namespaces(n) if ns in present]
     if clash:
         raise LabError(f"network namespaces {', '.join(clash)} exist already and are not this lab's; remove them")
     t0 = time.monotonic()
@@ -159,14 +164,16 @@ def up(n: int, bare: bool, log: Callable[[str], None] = print) -> LabState:
         state.sandbox_pid = sandbox.up(LAB_DIR / "sandbox-units")
         state.save()
         log(f"systemd sandbox up (pid {state.sandbox_pid})")
-    state.namespaces = state.nodes + ([topology.SWITCH_NS] if n > 2 else [])
+    state.namespaces = topology.namespaces(n)
     state.save()
     topology.create(state.nodes)
-    log(f"namespaces and twins up: {', '.join(state.nodes)}")
+    log(f"namespaces, twins and management LAN up: {', '.join(state.namespaces)}")
+    if on_network is not None:
+        on_network(state.nodes)
     _write_standins()
     for index, node in enumerate(state.nodes):
-        fixtures.write_node_fixtures(sysroot(node), index)
-        (node_dir(node) / "sparkd.toml").write_text(_config(node, index))
+        fixtures.write_node_fixtures(sysroot(node), index, str(LAB_DIR / "frameworks/vllm"))
+        (node_dir(node) / "sparkd.toml").write_text(_config(node))
         state.units.append(daemon_unit(node))
         state.save()
         asyncio.run(_each_on_systemd(DbusSystemd.start, [_daemon_unit_spec(node)]))
@@ -180,7 +187,9 @@ def up(n: int, bare: bool, log: Callable[[str], None] = print) -> LabState:
 
 
 def _settle(clients: dict[str, Client], bare: bool, t0: float, log: Callable[[str], None]) -> None:
-    """Waits for the daemons; unless bare, configures every link and waits for the peers."""
+    """Waits for the daemons and the twins' link-local addresses; unless bare, configures every link
+    (`host apply`) and waits for the workers to connect. Bare nodes are as newly cabled Sparks: sparkd
+    answering, twins up with carrier and IPv6 link-local addresses, no IPv4 address, no peer."""
     for node, client in clients.items():
 
         def answers(c: Client = client) -> object:
@@ -188,8 +197,13 @@ def _settle(clients: dict[str, Client], bare: bool, t0: float, log: Callable[[st
 
         _wait(f"sparkd on {node}", 30, answers)
     log(f"daemons answer ({time.monotonic() - t0:.1f} s)")
+    _wait("IPv6 link-local addresses on the twins (DAD)", 15, lambda: all(map(topology.link_local_ready, clients)))
+    log(f"twins up with link-local addresses ({time.monotonic() - t0:.1f} s)")
     if bare:
+        log(f"bare lab ready in {time.monotonic() - t0:.1f} s (links unconfigured, no peers)")
         return
+    _pair(clients, log)
+    log(f"nodes paired ({time.monotonic() - t0:.1f} s)")
     for node, client in clients.items():
         r = client.call(client.host.ApplyHost, host_service_pb2.ApplyHostRequest())
         log(f"{node}: link configured ({len(r.actions)} actions, verified={r.verified})")
@@ -203,12 +217,47 @@ def _settle(clients: dict[str, Client], bare: bool, t0: float, log: Callable[[st
     log(f"peers connected; lab ready in {time.monotonic() - t0:.1f} s")
 
 
+def _pair(clients: dict[str, Client], log: Callable[[str], None]) -> None:
+    """Pairs the nodes as an operator does: `peer pair begin` on spark1 (the head), then `peer pair join` on
+    each worker in turn (each join uses up the token, so the head opens a new one for the next)."""
+    names = list(clients)
+    head = clients[names[0]]
+    for node in names[1:]:
+        begin = head.call(head.peers.BeginPairing, peer_service_pb2.BeginPairingRequest(ttl_seconds=120))
+        worker = clients[node]
+        answer = worker.call(
+            worker.peers.JoinPairing,
+            peer_service_pb2.JoinPairingRequest(head_node_id=begin.node_id, token=begin.token, timeout_seconds=20),
+            timeout=40,
+        )
+        log(f"{node}: paired with {names[0]} as index {answer.index}")
+
+
 def _rank(record: Path) -> int:
     """This node's rank in a deployment record (the lab's own files; 0 when unreadable)."""
     try:
         return int(json.loads(record.read_text())["assignment"]["rank"])
     except (OSError, ValueError, KeyError, TypeError):
         return 0
+
+
+def _reap_when_done(pid: int) -> None:
+    """Reaps the sandbox's `unshare` as soon as it exits, where it is this process's child (`up` ran here,
+    as in the tests): else `sandbox.down` takes its zombie for a live sandbox and waits out its timeout."""
+    try:
+        ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return
+    if ppid != os.getpid():
+        return
+
+    def reap() -> None:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass  # already reaped (subprocess's own clean-up)
+
+    threading.Thread(target=reap, name="sandbox-reaper", daemon=True).start()
 
 
 def down(log: Callable[[str], None] = print) -> None:
@@ -223,6 +272,7 @@ def down(log: Callable[[str], None] = print) -> None:
         ]
         asyncio.run(_each_on_systemd(DbusSystemd.stop, [u for u in deployments if u] + state.units))
     if state.sandbox_pid:
+        _reap_when_done(state.sandbox_pid)
         sandbox.down(state.sandbox_pid)  # ends every unit and process inside it
     topology.destroy(state.namespaces or state.nodes)
     shutil.rmtree(LAB_DIR, ignore_errors=True)

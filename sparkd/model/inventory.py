@@ -37,6 +37,7 @@ class LinkState:
     operstate: str
     mtu: int
     addresses: tuple[ipaddress.IPv4Interface, ...] = field(default=())
+    link_local: tuple[str, ...] = field(default=())  # IPv6 fe80:: addresses past DAD, without the scope
 
 
 @dataclass(frozen=True)

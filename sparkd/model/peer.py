@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from sparkd.model.deployment import PartSummary
+from sparkd.model.versions import Difference, Versions
 
 
 class PeerState(Enum):
@@ -15,20 +16,27 @@ class PeerState(Enum):
     CONNECTED = "CONNECTED"
     DISCONNECTED = "DISCONNECTED"
     REFUSED = "REFUSED"
+    KEY_CHANGED = "KEY_CHANGED"
 
 
 @dataclass(frozen=True)
 class PeerInfo:
-    """One peer."""
+    """One paired peer, with what its last hello said."""
 
-    address: str
+    node_id: str
+    name: str
+    role: str
+    index: int
+    address: str  # its twin-A interconnect address, derived from its index
     state: PeerState
-    node_id: str = ""
-    name: str = ""
-    role: str = ""
-    index: int = 0
+    key_fingerprint: str = ""
     sparkd_version: str = ""
-    last_seen: float = 0.0
+    last_seen: float = 0.0  # time.time() of the last hello exchanged
     rtt_us: int = 0
     last_error: str = ""
+    epoch: int = 0
+    protocol_version: int = 0
+    boot_id: str = ""
+    versions: Versions | None = None
+    differences: tuple[Difference, ...] = ()
     deployments: dict[str, PartSummary] = field(default_factory=dict)

@@ -18,11 +18,16 @@ from google.protobuf import timestamp_pb2
 from sparkd.engine.spec import validate, validate_name
 from sparkd.errors import FieldViolation, InvalidSpec, shown
 from sparkd.model.deployment import Assignment, DeploymentSpec, DeploymentState, Framework, PartSummary
+from sparkd.model.versions import FRAMEWORK_PACKAGES, Versions, normalize_package
 from sparkd.peer.v1 import peer_service_pb2 as pb
 from sparkd.v1 import deployment_pb2, node_pb2
 
 NODE_ID_RE = re.compile(r"[a-z2-7]{16}")
-NODE_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,63}")
+NODE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+VERSION_RE = re.compile(r"[A-Za-z0-9.+~_-]{0,64}")
+BOOT_ID_RE = re.compile(r"[0-9a-f-]{0,36}")
+MAX_PACKAGES = 16
+MAX_CAPABILITIES = 16
 MAX_NODES = 64
 MAX_SUMMARIES = 64
 MAX_INDEX = 250
@@ -135,8 +140,62 @@ def check_hello(node: pb.NodeHello, field: str = "node") -> None:
     except ValueError:
         bad.append(FieldViolation(f"{field}.address", f"must be an IPv4 address, got {shown(node.address)}"))
     _text(node.sparkd_version, f"{field}.sparkd_version", bad, 64)
+    if not BOOT_ID_RE.fullmatch(node.boot_id):
+        bad.append(FieldViolation(f"{field}.boot_id", f"must be a boot ID (a UUID), got {shown(node.boot_id)}"))
+    if len(node.capabilities) > MAX_CAPABILITIES or any(len(c) > 32 for c in node.capabilities):
+        bad.append(
+            FieldViolation(f"{field}.capabilities", f"at most {MAX_CAPABILITIES} names of at most 32 characters")
+        )
+    if not 1 <= node.protocol_min <= node.protocol_max <= 1000:
+        bad.append(
+            FieldViolation(
+                f"{field}.protocol_max",
+                f"protocol_min..protocol_max must be a range from 1, got {node.protocol_min}..{node.protocol_max}",
+            )
+        )
+    _check_versions(node.versions, f"{field}.versions", bad)
     if bad:
         raise InvalidSpec(bad)
+
+
+def _check_versions(v: pb.Versions, field: str, bad: list[FieldViolation]) -> None:
+    for name in ("sparkd", "driver", "cuda"):
+        if not VERSION_RE.fullmatch(getattr(v, name)):
+            bad.append(FieldViolation(f"{field}.{name}", f"must be a version string, got {shown(getattr(v, name))}"))
+    _text(v.kernel, f"{field}.kernel", bad, 128)
+    if not re.fullmatch(r"(|[0-9a-f]{64})", v.nccl_sha256):
+        bad.append(FieldViolation(f"{field}.nccl_sha256", f"must be 64 hex digits, got {shown(v.nccl_sha256)}"))
+    if len(v.frameworks) > MAX_PACKAGES:
+        bad.append(FieldViolation(f"{field}.frameworks", f"at most {MAX_PACKAGES} packages, got {len(v.frameworks)}"))
+        return
+    for i, p in enumerate(v.frameworks):
+        if normalize_package(p.name) not in FRAMEWORK_PACKAGES or not VERSION_RE.fullmatch(p.version) or not p.version:
+            bad.append(
+                FieldViolation(f"{field}.frameworks[{i}]", f"must be a known package and version, got {shown(p.name)}")
+            )
+
+
+def versions_to_proto(v: Versions) -> pb.Versions:
+    return pb.Versions(
+        sparkd=v.sparkd,
+        frameworks=[pb.Package(name=n, version=ver) for n, ver in v.frameworks],
+        nccl_sha256=v.nccl_sha256,
+        driver=v.driver,
+        cuda=v.cuda,
+        kernel=v.kernel,
+    )
+
+
+def versions_from_proto(m: pb.Versions) -> Versions:
+    """A peer's versions (check_hello has checked them)."""
+    return Versions(
+        sparkd=m.sparkd,
+        frameworks=tuple((normalize_package(p.name), p.version) for p in m.frameworks),
+        nccl_sha256=m.nccl_sha256,
+        driver=m.driver,
+        cuda=m.cuda,
+        kernel=m.kernel,
+    )
 
 
 def summaries_to_proto(parts: tuple[PartSummary, ...]) -> list[pb.DeploymentSummary]:

@@ -1,29 +1,37 @@
-"""The peer listener: sparkd.peer.v1 on port 7471 of this node's interconnect addresses only.
+"""The peer listener (port 7471) and the pairing listener (port 7473), on interconnect addresses only.
 
-The listener binds the addresses the host configuration gives the twins, and only those
-that are present on the host right now; `ensure()` (re)binds when they change (after a
-host apply, or when a link comes back). It never binds a wildcard address. Every call is
-authorized by the caller's role (`sparkd.rpc.authz.PEER`) and bounded
-(`sparkd.rpc.limits.PEER`). In this revision the role comes from the caller's interconnect
-address; mutual TLS pinned to the node keys replaces that with the peer protocol.
+The peer listener serves sparkd.peer.v1.PeerService over mutual TLS: the client must
+present the certificate of a paired peer (`sparkd.peer.tls`), and its role comes from
+that pairing, never from its address. It binds the interconnect addresses present on
+the twins now, never a wildcard, and only while some peer is paired; `ensure()` rebinds
+when the addresses or the paired peers change. Every call is authorized by the caller's
+role (`sparkd.rpc.authz.PEER`) and bounded (`sparkd.rpc.limits.PEER`); a worker checks
+every part request against its session's epoch and its paired head.
+
+The pairing listener serves PairingService while a pairing token is live on a head, on
+the twins' IPv6 link-local addresses (a fresh node has no other) and their interconnect
+addresses. Its clients are not authenticated yet, so it is small and short: 4 KiB
+messages, 5 s to finish the TLS handshake, connections closed after 5 s.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import grpc
 import structlog
 
-from sparkd.config import Config
+from sparkd.engine.launch import MASTER_PORT
+from sparkd.engine.membership import Member, Membership
 from sparkd.engine.spec import validate_name
-from sparkd.errors import PermissionDenied
+from sparkd.errors import FieldViolation, InvalidSpec, PermissionDenied
 from sparkd.model.deployment import Assignment, DeploymentSpec
 from sparkd.model.unit import UnitState
-from sparkd.peer import convert
+from sparkd.peer import convert, tls
 from sparkd.peer.manager import PeerManager
+from sparkd.peer.pairing import PairingOffice
+from sparkd.peer.session import WorkerSession
 from sparkd.peer.v1 import peer_service_pb2 as pb
 from sparkd.peer.v1 import peer_service_pb2_grpc as pb_grpc
 from sparkd.rpc import authz, limits
@@ -40,106 +48,157 @@ class LocalParts(Protocol):
     async def stop_part(self, name: str) -> str: ...
 
 
-def caller_ip(context: grpc.aio.ServicerContext) -> str:
-    """ "ipv4:192.168.100.2:41234" -> "192.168.100.2"; anything else as it is."""
-    peer = str(context.peer())
-    if peer.startswith("ipv4:"):
-        return peer[5:].rsplit(":", 1)[0]
-    return peer[:64]
+def caller(membership: Membership, context: grpc.aio.ServicerContext) -> Member | None:
+    """The paired peer whose certificate the TLS layer verified for this call."""
+    cert = tls.caller_certificate(context)
+    return membership.by_cert(cert) if cert else None
 
 
-def caller_role(config: Config, ip: str) -> str:
-    """The role whose address `ip` is on twin A ("" when it is no cluster address)."""
-    try:
-        address = ipaddress.IPv4Address(ip)
-    except ValueError:
-        return ""
-    subnet = config.interconnect.subnet_a
-    if address not in subnet:
-        return ""
-    index = int(address) - int(subnet.network_address) - 1
-    if index == 0:
-        return "head"
-    return "worker" if 1 <= index <= convert.MAX_INDEX else ""
-
-
-def authorizer(config: Config) -> Callable[[str, grpc.aio.ServicerContext], None]:
+def authorizer(membership: Membership) -> Callable[[str, grpc.aio.ServicerContext], None]:
     def authorize(method: str, context: grpc.aio.ServicerContext) -> None:
-        ip = caller_ip(context)
-        role = caller_role(config, ip)
+        member = caller(membership, context)
+        role = member.role if member else ""
         if not authz.peer_allowed(method, role):
-            raise PermissionDenied(
-                f"{method.rsplit('/', 1)[-1]} may not be called by {role or 'an unknown node'} ({ip})",
-                method=method,
-                peer=ip,
-            )
+            who = f"{member.name} ({role})" if member else "a caller without a paired key"
+            raise PermissionDenied(f"{method.rsplit('/', 1)[-1]} may not be called by {who}", method=method)
 
     return authorize
+
+
+def check_assignment(assignment: Assignment, spec: DeploymentSpec) -> None:
+    """A worker's own check of what the head planned: the world size of the spec, the planned port."""
+    bad = []
+    if assignment.nnodes != spec.world_size:
+        bad.append(
+            FieldViolation(
+                "assignment.nnodes", f"must be the spec's world size {spec.world_size}, got {assignment.nnodes}"
+            )
+        )
+    if assignment.master_port != MASTER_PORT:
+        bad.append(
+            FieldViolation(
+                "assignment.master_port", f"must be {MASTER_PORT}, the planned one, got {assignment.master_port}"
+            )
+        )
+    if bad:
+        raise InvalidSpec(bad)
 
 
 class PeerServicer(pb_grpc.PeerServiceServicer):  # type: ignore[misc]
     """Thin servicer: hellos go to the peer manager, parts to this node's deployments."""
 
-    def __init__(self, peers: PeerManager, parts: LocalParts) -> None:
-        self.peers, self.parts = peers, parts
+    def __init__(self, peers: PeerManager, session: WorkerSession, parts: LocalParts) -> None:
+        self.peers, self.session, self.parts = peers, session, parts
+
+    def _member(self, context: grpc.aio.ServicerContext) -> Member:
+        member = caller(self.peers.membership, context)
+        if member is None:  # the authorizer ran first; this is only the type narrowing
+            raise PermissionDenied("no paired key")
+        return member
 
     async def Hello(self, request: pb.HelloRequest, context: grpc.aio.ServicerContext) -> pb.HelloResponse:
-        return self.peers.handle_hello(request, caller_ip(context))
+        convert.check_hello(request.node)
+        return self.peers.handle_hello(request, self._member(context))
 
     async def StartPart(self, request: pb.StartPartRequest, context: grpc.aio.ServicerContext) -> pb.StartPartResponse:
+        self.session.check_epoch(request.epoch)
         spec = convert.spec_from_proto(request.spec)
         assignment = convert.assignment_from_proto(request.assignment, self.peers.head_address)
+        check_assignment(assignment, spec)
         state = await self.parts.start_part(spec, assignment)
         return pb.StartPartResponse(unit=state.name, unit_active_state=state.active_state)
 
     async def StopPart(self, request: pb.StopPartRequest, context: grpc.aio.ServicerContext) -> pb.StopPartResponse:
+        self.session.check_epoch(request.epoch)
         name = validate_name(request.name)
         return pb.StopPartResponse(unit=await self.parts.stop_part(name))
 
 
+class PairingServicer(pb_grpc.PairingServiceServicer):  # type: ignore[misc]
+    def __init__(self, office: PairingOffice) -> None:
+        self.office = office
+
+    async def Join(self, request: pb.JoinRequest, context: grpc.aio.ServicerContext) -> pb.JoinResponse:
+        return await self.office.join(request, str(context.peer())[:80])
+
+
 def build_peer_server(
-    servicer: PeerServicer, config: Config, authorize: Callable[[str, grpc.aio.ServicerContext], None] | None = None
+    servicer: PeerServicer,
+    membership: Membership,
+    authorize: Callable[[str, grpc.aio.ServicerContext], None] | None = None,
 ) -> grpc.aio.Server:
     """The peer server; `authorize` replaces the role check only in tests that reach the handlers behind it."""
     server = grpc.aio.server(
-        interceptors=[Interceptor(authorize or authorizer(config), limits.PEER.max_streams)],
-        options=limits.PEER.options(),
+        interceptors=[Interceptor(authorize or authorizer(membership), limits.PEER.max_streams)],
+        options=[*limits.PEER.options(), ("grpc.server_handshake_timeout_ms", tls.HANDSHAKE_TIMEOUT_MS)],
         maximum_concurrent_rpcs=limits.PEER.max_concurrent_rpcs,
     )
     pb_grpc.add_PeerServiceServicer_to_server(servicer, server)
     return server
 
 
-class PeerListener:
-    """Owns the peer gRPC server and keeps it bound to the present interconnect addresses."""
+def _anyone(method: str, context: grpc.aio.ServicerContext) -> None:
+    if not authz.peer_allowed(method, ""):
+        raise PermissionDenied(f"{method.rsplit('/', 1)[-1]} is not served on the pairing listener", method=method)
 
-    def __init__(self, servicer: PeerServicer, config: Config, addresses: Callable[[], Awaitable[list[str]]]) -> None:
-        self.servicer, self.config, self.addresses = servicer, config, addresses
+
+def build_pairing_server(servicer: PairingServicer) -> grpc.aio.Server:
+    server = grpc.aio.server(
+        interceptors=[Interceptor(_anyone, 4)],
+        options=[
+            ("grpc.max_receive_message_length", tls.PRE_AUTH_MAX_MESSAGE),
+            ("grpc.max_send_message_length", 8 * 1024),
+            ("grpc.server_handshake_timeout_ms", tls.HANDSHAKE_TIMEOUT_MS),
+            ("grpc.max_connection_age_ms", tls.HANDSHAKE_TIMEOUT_MS),
+            ("grpc.max_connection_age_grace_ms", 1_000),
+            ("grpc.max_concurrent_streams", 4),
+            ("grpc.so_reuseport", 0),
+        ],
+        maximum_concurrent_rpcs=8,
+    )
+    pb_grpc.add_PairingServiceServicer_to_server(servicer, server)
+    return server
+
+
+class Listener:
+    """Owns one gRPC server and keeps it bound to the addresses (and credentials) wanted now."""
+
+    def __init__(
+        self,
+        what: str,
+        port: Callable[[], int],
+        build: Callable[[], grpc.aio.Server],
+        wanted: Callable[[], Awaitable[tuple[list[str], grpc.ServerCredentials | None, object]]],
+    ) -> None:
+        self.what, self.port, self.build, self.wanted = what, port, build, wanted
         self._server: grpc.aio.Server | None = None
-        self._bound: list[str] = []
+        self._key: tuple[list[str], object] = ([], None)
+        self.bound: list[str] = []
 
     async def ensure(self) -> None:
-        """Binds the interconnect addresses present now; rebinds if they changed."""
-        wanted = sorted(await self.addresses())
-        if wanted == self._bound:
+        """Binds the addresses wanted now with the credentials wanted now; rebinds if either changed."""
+        addresses, credentials, version = await self.wanted()
+        addresses = sorted(addresses) if credentials is not None else []
+        if (addresses, version) == self._key:
             return
         await self.stop()
-        if not wanted:
+        self._key = (addresses, version)
+        if not addresses or credentials is None:
             return
-        server = build_peer_server(self.servicer, self.config)
-        port = self.config.peer.port
+        server = self.build()
         bound = []
-        for address in wanted:
+        for address in addresses:
+            host = f"[{address}]" if ":" in address else address
             try:
-                if server.add_insecure_port(f"{address}:{port}"):
+                if server.add_secure_port(f"{host}:{self.port()}", credentials):
                     bound.append(address)
             except RuntimeError as e:
-                log.warning("peer.bind_failed", address=address, port=port, error=str(e))
+                log.warning("peer.bind_failed", listener=self.what, address=address, error=str(e)[:200])
         await server.start()
-        self._server, self._bound = server, bound
-        log.info("peer.listening", addresses=bound, port=port)
+        self._server, self.bound = server, bound
+        log.info("peer.listening", listener=self.what, addresses=bound, port=self.port())
 
     async def stop(self) -> None:
         if self._server is not None:
-            await self._server.stop(grace=1.0)
-            self._server, self._bound = None, []
+            await self._server.stop(grace=0.5)
+        self._server, self.bound, self._key = None, [], ([], None)

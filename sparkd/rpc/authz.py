@@ -24,11 +24,15 @@ LOCAL: dict[str, Access] = {
     f"{_V1}HostService/PlanHost": Access.READ,
     f"{_V1}HostService/ApplyHost": Access.ADMIN,
     f"{_V1}PeerService/ListPeers": Access.READ,
+    f"{_V1}PeerService/BeginPairing": Access.ADMIN,
+    f"{_V1}PeerService/JoinPairing": Access.ADMIN,
+    f"{_V1}PeerService/ResetPairing": Access.ADMIN,
     f"{_V1}DeploymentService/CreateDeployment": Access.ADMIN,
     f"{_V1}DeploymentService/GetDeployment": Access.READ,
     f"{_V1}DeploymentService/ListDeployments": Access.READ,
     f"{_V1}DeploymentService/DeleteDeployment": Access.ADMIN,
     f"{_V1}StatusService/GetStatus": Access.READ,
+    f"{_V1}EventService/WatchEvents": Access.READ,
     "/grpc.health.v1.Health/Check": Access.READ,
     "/grpc.health.v1.Health/Watch": Access.READ,
     "/grpc.health.v1.Health/List": Access.READ,
@@ -41,6 +45,8 @@ PEER: dict[str, frozenset[str]] = {
     f"{_PEER}Hello": frozenset({"worker"}),  # workers say hello to the head
     f"{_PEER}StartPart": frozenset({"head"}),  # only the head hands out parts
     f"{_PEER}StopPart": frozenset({"head"}),
+    # The pairing listener: callers are not authenticated yet ("" is any caller); the token is the check.
+    "/sparkd.peer.v1.PairingService/Join": frozenset({""}),
 }
 
 

@@ -26,15 +26,19 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from sparkd.v1 import node_pb2 as sparkd_dot_v1_dot_node__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14sparkd/v1/peer.proto\x12\tsparkd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14sparkd/v1/node.proto\"\xee\x01\n\x04Peer\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x04role\x18\x03 \x01(\x0e\x32\x13.sparkd.v1.NodeRole\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12#\n\x05state\x18\x05 \x01(\x0e\x32\x14.sparkd.v1.PeerState\x12\x16\n\x0esparkd_version\x18\x06 \x01(\t\x12\x32\n\x0elast_seen_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06rtt_us\x18\x08 \x01(\x04\x12\x12\n\nlast_error\x18\t \x01(\t*\x91\x01\n\tPeerState\x12\x1a\n\x16PEER_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15PEER_STATE_CONNECTING\x10\x01\x12\x18\n\x14PEER_STATE_CONNECTED\x10\x02\x12\x1b\n\x17PEER_STATE_DISCONNECTED\x10\x03\x12\x16\n\x12PEER_STATE_REFUSED\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14sparkd/v1/peer.proto\x12\tsparkd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14sparkd/v1/node.proto\"d\n\x11VersionDifference\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\r\n\x05local\x18\x02 \x01(\t\x12\x0e\n\x06remote\x18\x03 \x01(\t\x12\x10\n\x08\x62locking\x18\x04 \x01(\x08\x12\x0f\n\x07message\x18\x05 \x01(\t\"u\n\x0cPeerVersions\x12\x0e\n\x06sparkd\x18\x01 \x01(\t\x12\x12\n\nframeworks\x18\x02 \x03(\t\x12\x13\n\x0bnccl_sha256\x18\x03 \x01(\t\x12\x0e\n\x06\x64river\x18\x04 \x01(\t\x12\x0c\n\x04\x63uda\x18\x05 \x01(\t\x12\x0e\n\x06kernel\x18\x06 \x01(\t\"\xae\x03\n\x04Peer\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x04role\x18\x03 \x01(\x0e\x32\x13.sparkd.v1.NodeRole\x12\x0f\n\x07\x61\x64\x64ress\x18\x04 \x01(\t\x12#\n\x05state\x18\x05 \x01(\x0e\x32\x14.sparkd.v1.PeerState\x12\x16\n\x0esparkd_version\x18\x06 \x01(\t\x12\x32\n\x0elast_seen_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06rtt_us\x18\x08 \x01(\x04\x12\x12\n\nlast_error\x18\t \x01(\t\x12\r\n\x05index\x18\n \x01(\r\x12)\n\x08versions\x18\x0b \x01(\x0b\x32\x17.sparkd.v1.PeerVersions\x12\x31\n\x0b\x64ifferences\x18\x0c \x03(\x0b\x32\x1c.sparkd.v1.VersionDifference\x12\r\n\x05\x65poch\x18\r \x01(\x04\x12\x18\n\x10protocol_version\x18\x0e \x01(\r\x12\x0f\n\x07\x62oot_id\x18\x0f \x01(\t\x12\x17\n\x0fkey_fingerprint\x18\x10 \x01(\t*\xad\x01\n\tPeerState\x12\x1a\n\x16PEER_STATE_UNSPECIFIED\x10\x00\x12\x19\n\x15PEER_STATE_CONNECTING\x10\x01\x12\x18\n\x14PEER_STATE_CONNECTED\x10\x02\x12\x1b\n\x17PEER_STATE_DISCONNECTED\x10\x03\x12\x16\n\x12PEER_STATE_REFUSED\x10\x04\x12\x1a\n\x16PEER_STATE_KEY_CHANGED\x10\x05\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sparkd.v1.peer_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PEERSTATE']._serialized_start=332
-  _globals['_PEERSTATE']._serialized_end=477
-  _globals['_PEER']._serialized_start=91
-  _globals['_PEER']._serialized_end=329
+  _globals['_PEERSTATE']._serialized_start=745
+  _globals['_PEERSTATE']._serialized_end=918
+  _globals['_VERSIONDIFFERENCE']._serialized_start=90
+  _globals['_VERSIONDIFFERENCE']._serialized_end=190
+  _globals['_PEERVERSIONS']._serialized_start=192
+  _globals['_PEERVERSIONS']._serialized_end=309
+  _globals['_PEER']._serialized_start=312
+  _globals['_PEER']._serialized_end=742
 # @@protoc_insertion_point(module_scope)

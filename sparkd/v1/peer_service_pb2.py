@@ -22,20 +22,36 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from sparkd.v1 import node_pb2 as sparkd_dot_v1_dot_node__pb2
 from sparkd.v1 import peer_pb2 as sparkd_dot_v1_dot_peer__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1csparkd/v1/peer_service.proto\x12\tsparkd.v1\x1a\x14sparkd/v1/peer.proto\"\x12\n\x10ListPeersRequest\"3\n\x11ListPeersResponse\x12\x1e\n\x05peers\x18\x01 \x03(\x0b\x32\x0f.sparkd.v1.Peer2U\n\x0bPeerService\x12\x46\n\tListPeers\x12\x1b.sparkd.v1.ListPeersRequest\x1a\x1c.sparkd.v1.ListPeersResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1csparkd/v1/peer_service.proto\x12\tsparkd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x14sparkd/v1/node.proto\x1a\x14sparkd/v1/peer.proto\"\xb4\x01\n\x07Pairing\x12!\n\x04role\x18\x01 \x01(\x0e\x32\x13.sparkd.v1.NodeRole\x12\r\n\x05index\x18\x02 \x01(\r\x12\x0e\n\x06pinned\x18\x03 \x01(\x08\x12\x0c\n\x04open\x18\x04 \x01(\x08\x12/\n\x0b\x65xpire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ntries_left\x18\x06 \x01(\r\x12\x14\n\x0cpaired_peers\x18\x07 \x01(\r\"\x12\n\x10ListPeersRequest\"X\n\x11ListPeersResponse\x12\x1e\n\x05peers\x18\x01 \x03(\x0b\x32\x0f.sparkd.v1.Peer\x12#\n\x07pairing\x18\x02 \x01(\x0b\x32\x12.sparkd.v1.Pairing\"*\n\x13\x42\x65ginPairingRequest\x12\x13\n\x0bttl_seconds\x18\x01 \x01(\r\"}\n\x14\x42\x65ginPairingResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cjoin_command\x18\x04 \x01(\t\"R\n\x12JoinPairingRequest\x12\x14\n\x0chead_node_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\x03 \x01(\r\"C\n\x13JoinPairingResponse\x12\x1d\n\x04head\x18\x01 \x01(\x0b\x32\x0f.sparkd.v1.Peer\x12\r\n\x05index\x18\x02 \x01(\r\"&\n\x13ResetPairingRequest\x12\x0f\n\x07node_id\x18\x01 \x01(\t\")\n\x14ResetPairingResponse\x12\x11\n\tforgotten\x18\x01 \x03(\t2\xc5\x02\n\x0bPeerService\x12\x46\n\tListPeers\x12\x1b.sparkd.v1.ListPeersRequest\x1a\x1c.sparkd.v1.ListPeersResponse\x12O\n\x0c\x42\x65ginPairing\x12\x1e.sparkd.v1.BeginPairingRequest\x1a\x1f.sparkd.v1.BeginPairingResponse\x12L\n\x0bJoinPairing\x12\x1d.sparkd.v1.JoinPairingRequest\x1a\x1e.sparkd.v1.JoinPairingResponse\x12O\n\x0cResetPairing\x12\x1e.sparkd.v1.ResetPairingRequest\x1a\x1f.sparkd.v1.ResetPairingResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sparkd.v1.peer_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LISTPEERSREQUEST']._serialized_start=65
-  _globals['_LISTPEERSREQUEST']._serialized_end=83
-  _globals['_LISTPEERSRESPONSE']._serialized_start=85
-  _globals['_LISTPEERSRESPONSE']._serialized_end=136
-  _globals['_PEERSERVICE']._serialized_start=138
-  _globals['_PEERSERVICE']._serialized_end=223
+  _globals['_PAIRING']._serialized_start=121
+  _globals['_PAIRING']._serialized_end=301
+  _globals['_LISTPEERSREQUEST']._serialized_start=303
+  _globals['_LISTPEERSREQUEST']._serialized_end=321
+  _globals['_LISTPEERSRESPONSE']._serialized_start=323
+  _globals['_LISTPEERSRESPONSE']._serialized_end=411
+  _globals['_BEGINPAIRINGREQUEST']._serialized_start=413
+  _globals['_BEGINPAIRINGREQUEST']._serialized_end=455
+  _globals['_BEGINPAIRINGRESPONSE']._serialized_start=457
+  _globals['_BEGINPAIRINGRESPONSE']._serialized_end=582
+  _globals['_JOINPAIRINGREQUEST']._serialized_start=584
+  _globals['_JOINPAIRINGREQUEST']._serialized_end=666
+  _globals['_JOINPAIRINGRESPONSE']._serialized_start=668
+  _globals['_JOINPAIRINGRESPONSE']._serialized_end=735
+  _globals['_RESETPAIRINGREQUEST']._serialized_start=737
+  _globals['_RESETPAIRINGREQUEST']._serialized_end=775
+  _globals['_RESETPAIRINGRESPONSE']._serialized_start=777
+  _globals['_RESETPAIRINGRESPONSE']._serialized_end=818
+  _globals['_PEERSERVICE']._serialized_start=821
+  _globals['_PEERSERVICE']._serialized_end=1146
 # @@protoc_insertion_point(module_scope)

@@ -41,6 +41,21 @@ class PeerServiceStub:
                 request_serializer=sparkd_dot_v1_dot_peer__service__pb2.ListPeersRequest.SerializeToString,
                 response_deserializer=sparkd_dot_v1_dot_peer__service__pb2.ListPeersResponse.FromString,
                 _registered_method=True)
+        self.BeginPairing = channel.unary_unary(
+                '/sparkd.v1.PeerService/BeginPairing',
+                request_serializer=sparkd_dot_v1_dot_peer__service__pb2.BeginPairingRequest.SerializeToString,
+                response_deserializer=sparkd_dot_v1_dot_peer__service__pb2.BeginPairingResponse.FromString,
+                _registered_method=True)
+        self.JoinPairing = channel.unary_unary(
+                '/sparkd.v1.PeerService/JoinPairing',
+                request_serializer=sparkd_dot_v1_dot_peer__service__pb2.JoinPairingRequest.SerializeToString,
+                response_deserializer=sparkd_dot_v1_dot_peer__service__pb2.JoinPairingResponse.FromString,
+                _registered_method=True)
+        self.ResetPairing = channel.unary_unary(
+                '/sparkd.v1.PeerService/ResetPairing',
+                request_serializer=sparkd_dot_v1_dot_peer__service__pb2.ResetPairingRequest.SerializeToString,
+                response_deserializer=sparkd_dot_v1_dot_peer__service__pb2.ResetPairingResponse.FromString,
+                _registered_method=True)
 
 
 class PeerServiceServicer:
@@ -55,6 +70,30 @@ class PeerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BeginPairing(self, request, context):
+        """BeginPairing makes this node the head (if it is not paired yet) and opens
+        pairing with a single-use token. Admin socket only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def JoinPairing(self, request, context):
+        """JoinPairing pairs this node, as a worker, with the head whose node ID and
+        token the operator copied from `peer pair begin`. Admin socket only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetPairing(self, request, context):
+        """ResetPairing forgets one paired peer, or every peer and this node's role.
+        Admin socket only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -62,6 +101,21 @@ def add_PeerServiceServicer_to_server(servicer, server):
                     servicer.ListPeers,
                     request_deserializer=sparkd_dot_v1_dot_peer__service__pb2.ListPeersRequest.FromString,
                     response_serializer=sparkd_dot_v1_dot_peer__service__pb2.ListPeersResponse.SerializeToString,
+            ),
+            'BeginPairing': grpc.unary_unary_rpc_method_handler(
+                    servicer.BeginPairing,
+                    request_deserializer=sparkd_dot_v1_dot_peer__service__pb2.BeginPairingRequest.FromString,
+                    response_serializer=sparkd_dot_v1_dot_peer__service__pb2.BeginPairingResponse.SerializeToString,
+            ),
+            'JoinPairing': grpc.unary_unary_rpc_method_handler(
+                    servicer.JoinPairing,
+                    request_deserializer=sparkd_dot_v1_dot_peer__service__pb2.JoinPairingRequest.FromString,
+                    response_serializer=sparkd_dot_v1_dot_peer__service__pb2.JoinPairingResponse.SerializeToString,
+            ),
+            'ResetPairing': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetPairing,
+                    request_deserializer=sparkd_dot_v1_dot_peer__service__pb2.ResetPairingRequest.FromString,
+                    response_serializer=sparkd_dot_v1_dot_peer__service__pb2.ResetPairingResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -93,6 +147,87 @@ class PeerService:
             '/sparkd.v1.PeerService/ListPeers',
             sparkd_dot_v1_dot_peer__service__pb2.ListPeersRequest.SerializeToString,
             sparkd_dot_v1_dot_peer__service__pb2.ListPeersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BeginPairing(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sparkd.v1.PeerService/BeginPairing',
+            sparkd_dot_v1_dot_peer__service__pb2.BeginPairingRequest.SerializeToString,
+            sparkd_dot_v1_dot_peer__service__pb2.BeginPairingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def JoinPairing(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sparkd.v1.PeerService/JoinPairing',
+            sparkd_dot_v1_dot_peer__service__pb2.JoinPairingRequest.SerializeToString,
+            sparkd_dot_v1_dot_peer__service__pb2.JoinPairingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetPairing(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sparkd.v1.PeerService/ResetPairing',
+            sparkd_dot_v1_dot_peer__service__pb2.ResetPairingRequest.SerializeToString,
+            sparkd_dot_v1_dot_peer__service__pb2.ResetPairingResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -14,6 +14,7 @@ import shutil
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -24,15 +25,18 @@ import pytest
 
 from sparkd.config import ApiConfig, Config, InterconnectConfig, NodeConfig, PeerConfig
 from sparkd.engine.observer import Intervals
+from sparkd.identity import tls_name
 from sparkd.peer.v1 import peer_service_pb2 as peer_pb
 from sparkd.system import System
 from sparkd.v1 import (
     deployment_service_pb2_grpc,
     host_service_pb2_grpc,
     node_service_pb2_grpc,
+    peer_service_pb2,
     peer_service_pb2_grpc,
     status_service_pb2_grpc,
 )
+from tests.fakes.discovery import FakeDiscovery
 from tests.fakes.host import FakeHost
 
 T = TypeVar("T")
@@ -40,16 +44,19 @@ T = TypeVar("T")
 MANUAL = Intervals(links=3600, units=3600, health=3600, gpus=3600, timeout=0.5)
 
 
-def worker_hello() -> peer_pb.NodeHello:
+def worker_hello(node_id: str = "abcdefghijklmnop", boot_id: str = "") -> peer_pb.NodeHello:
     """A well-formed hello of worker spark2 (index 1, 192.168.100.2)."""
     return peer_pb.NodeHello(
-        node_id="abcdefghijklmnop",
+        node_id=node_id,
         name="spark2",
         role="NODE_ROLE_WORKER",
         index=1,
         address="192.168.100.2",
         sparkd_version="0.1.0",
-        protocol_version=1,
+        protocol_version=2,
+        protocol_min=2,
+        protocol_max=2,
+        boot_id=boot_id,
     )
 
 
@@ -79,7 +86,9 @@ class Daemon:
     def __init__(self, config: Config, fake: FakeHost) -> None:
         self.fake = fake
         self.peer_target = ""  # host:port of the peer listener, where a test binds one on loopback
-        self.system = System(config, fake.host, intervals=MANUAL)
+        self.cluster: list[Daemon] = []  # the nodes of its loopback cluster, head first
+        self.discovery = FakeDiscovery()
+        self.system = System(config, fake.host, intervals=MANUAL, discovery=self.discovery)
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
         started: Future[None] = Future()
@@ -130,38 +139,93 @@ def _free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-def loopback_worker() -> Daemon:
-    """A worker whose interconnect is on loopback (127.0.0.0/24: head .1, this worker .2), so a test client,
-    which connects from 127.0.0.1, is the head as far as the peer service can tell. Loopback only: nothing
-    leaves the machine, and the route guard (fake netlink: no routes) lets the worker dial nothing."""
-    root = Path(tempfile.mkdtemp(prefix="sdwk"))
+def loopback_node(index: int, peer_port: int, pairing_port: int, pin: bool = False) -> Daemon:
+    """A node whose interconnect is on loopback (127.0.0.0/24 and 127.0.1.0/24: head .1, workers .2, ...).
+    Loopback only: nothing leaves the machine. Unpinned (pairing decides its role) unless `pin`."""
+    root = Path(tempfile.mkdtemp(prefix=f"sdn{index}"))
     fake = FakeHost(root, 1)
-    for netdev, address in (("enp1s0f1np1", "127.0.0.2/24"), ("enP2p1s0f1np1", "127.0.1.2/24")):
+    for netdev, address in (("enp1s0f1np1", f"127.0.0.{index + 1}/24"), ("enP2p1s0f1np1", f"127.0.1.{index + 1}/24")):
         link = fake.netlink._links[netdev]
         fake.netlink._links[netdev] = dataclasses.replace(link, addresses=(ipaddress.IPv4Interface(address),))
-    port = _free_port("127.0.0.2")
+    for other in range(4):  # the fake kernel routes the other nodes' twin-A addresses out of twin A
+        fake.netlink.routes[f"127.0.0.{other + 1}"] = "enp1s0f1np1"
+    role = ("head" if index == 0 else "worker") if pin else ""
     config = Config(
-        node=NodeConfig("spark2", "worker", 1),
+        node=NodeConfig(f"spark{index + 1}", role, index if pin else None),
         sysroot=str(root),
         api=ApiConfig(socket="/run/sparkd/sparkd.sock", ro_socket="/run/sparkd/sparkd-ro.sock"),
         interconnect=InterconnectConfig(
             subnet_a=ipaddress.IPv4Network("127.0.0.0/24"), subnet_b=ipaddress.IPv4Network("127.0.1.0/24")
         ),
-        peer=PeerConfig(port=port),
+        peer=PeerConfig(port=peer_port, pairing_port=pairing_port, discovery_port=_free_port("127.0.0.1")),
     )
     d = Daemon(config, fake)
-    d.peer_target = f"127.0.0.2:{port}"
+    d.peer_target = f"127.0.0.{index + 1}:{peer_port}"
     return d
 
 
-@pytest.fixture
-def worker() -> Iterator[Daemon]:
-    d = loopback_worker()
-    try:
-        yield d
-    finally:
+def pair(head: Daemon, worker: Daemon) -> None:
+    """Pairs `worker` with `head` the way an operator does (BeginPairing on the head, JoinPairing on the
+    worker, over the real pairing listener), then waits until the worker's session is connected."""
+    begin = head.admin.peers.BeginPairing(peer_service_pb2.BeginPairingRequest(ttl_seconds=60))
+    worker.discovery.heard.append((head.system.peer.announcement, head.peer_target.split(":")[0], "enp1s0f1np1"))
+    worker.admin.peers.JoinPairing(
+        peer_service_pb2.JoinPairingRequest(head_node_id=begin.node_id, token=begin.token, timeout_seconds=5)
+    )
+    wait_connected(worker)
+
+
+def wait_connected(*daemons: Daemon, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(d.system.peer.session.epoch for d in daemons if d.system.membership.role == "worker"):
+            return
+        time.sleep(0.05)
+    raise AssertionError("the worker did not connect to the head")
+
+
+def loopback_cluster(workers: int = 1) -> list[Daemon]:
+    """A head and `workers` workers on loopback, paired and connected."""
+    peer_port, pairing_port = _free_port("127.0.0.1"), _free_port("127.0.0.1")
+    nodes = [loopback_node(i, peer_port, pairing_port) for i in range(workers + 1)]
+    for node in nodes:
+        node.cluster = nodes
+    for node in nodes[1:]:
+        pair(nodes[0], node)
+    return nodes
+
+
+def close_all(nodes: list[Daemon]) -> None:
+    for d in reversed(nodes):
         d.close()
         shutil.rmtree(d.fake.root, ignore_errors=True)
+
+
+def peer_channel(target: str, caller: Daemon, callee: Daemon) -> grpc.Channel:
+    """A mutual-TLS channel to `callee`'s peer port presenting `caller`'s key (what its daemon would dial)."""
+    keys = caller.system.peers.keys
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=callee.system.identity.cert_pem.encode(),
+        private_key=keys.key_pem,
+        certificate_chain=keys.cert_pem,
+    )
+    options = [("grpc.ssl_target_name_override", tls_name(callee.system.identity.node_id))]
+    return grpc.secure_channel(target, credentials, options=options)
+
+
+@pytest.fixture
+def cluster() -> Iterator[list[Daemon]]:
+    nodes = loopback_cluster()
+    try:
+        yield nodes
+    finally:
+        close_all(nodes)
+
+
+@pytest.fixture
+def worker(cluster: list[Daemon]) -> Daemon:
+    """The worker of a paired, connected loopback pair (`cluster[0]` is its head)."""
+    return cluster[1]
 
 
 @pytest.fixture

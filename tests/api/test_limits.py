@@ -15,7 +15,7 @@ from sparkd.peer.v1 import peer_service_pb2 as peer_pb
 from sparkd.peer.v1 import peer_service_pb2_grpc as peer_grpc
 from sparkd.rpc import limits
 from sparkd.v1 import node_service_pb2
-from tests.api.conftest import Daemon
+from tests.api.conftest import Daemon, peer_channel
 
 HOLDER = """
 import resource, socket, sys, time
@@ -60,11 +60,12 @@ def test_1100_idle_connections_leave_the_daemon_serving(worker: Daemon, holder: 
     request = peer_pb.StartPartRequest(
         spec={"name": "held", "framework": 1, "model": "/m", "parallelism": {"pipeline": 2, "tensor": 1}},
         assignment=peer_pb.Assignment(rank=1, nnodes=2, master_addr="127.0.0.1", master_port=29501),
+        epoch=worker.system.peer.session.epoch,
     )
     # The held connections are closed by the handshake timeout; the head's next try gets through.
     deadline = time.monotonic() + 4 * limits.PEER.handshake_timeout_ms / 1000
     while True:
-        with grpc.insecure_channel(worker.peer_target) as channel:
+        with peer_channel(worker.peer_target, worker.cluster[0], worker) as channel:
             try:
                 answer = peer_grpc.PeerServiceStub(channel).StartPart(request, timeout=2)
                 break

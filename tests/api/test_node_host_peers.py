@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 
@@ -64,8 +66,30 @@ def test_a_failed_host_step_rolls_back_and_maps_to_its_reason(daemon: Daemon) ->
     assert daemon.fake.dump() == before
 
 
-def test_list_peers_on_a_head_without_workers_and_on_a_worker_that_may_not_dial(daemon: Daemon, worker: Daemon) -> None:
-    assert list(daemon.ro.peers.ListPeers(peer_service_pb2.ListPeersRequest()).peers) == []
-    (head,) = worker.ro.peers.ListPeers(peer_service_pb2.ListPeersRequest()).peers
-    assert head.address == "127.0.0.1" and head.state == peer_pb2.PEER_STATE_CONNECTING
-    assert "refusing to dial 127.0.0.1" in head.last_error  # the route guard: the fake kernel has no route
+def test_list_peers_on_a_head_without_workers_and_on_a_paired_worker(daemon: Daemon, worker: Daemon) -> None:
+    alone = daemon.ro.peers.ListPeers(peer_service_pb2.ListPeersRequest())
+    assert list(alone.peers) == [] and alone.pairing.role == node_pb2.NODE_ROLE_HEAD and alone.pairing.pinned
+    answer = worker.ro.peers.ListPeers(peer_service_pb2.ListPeersRequest())
+    (head,) = answer.peers
+    assert (head.name, head.index, head.address, head.state) == (
+        "spark1",
+        0,
+        "127.0.0.1",
+        peer_pb2.PEER_STATE_CONNECTED,
+    )
+    assert head.epoch >= 1 and head.protocol_version == 2 and head.versions.sparkd == "0.1.0"
+    assert head.node_id == worker.cluster[0].system.identity.node_id
+    assert head.key_fingerprint == worker.cluster[0].system.identity.fingerprint
+    assert (answer.pairing.role, answer.pairing.index, answer.pairing.pinned) == (node_pb2.NODE_ROLE_WORKER, 1, False)
+
+
+def test_a_worker_refuses_to_dial_a_head_the_kernel_routes_elsewhere(worker: Daemon) -> None:
+    worker.fake.netlink.routes["127.0.0.1"] = "eno1"  # the management port, say: not a twin
+    deadline = time.monotonic() + 10
+    while True:
+        (head,) = worker.ro.peers.ListPeers(peer_service_pb2.ListPeersRequest()).peers
+        if head.state == peer_pb2.PEER_STATE_DISCONNECTED:
+            break
+        assert time.monotonic() < deadline, head
+        time.sleep(0.1)
+    assert "refusing to dial 127.0.0.1: the kernel routes it via eno1" in head.last_error

@@ -1,24 +1,44 @@
-"""The worker's side of the peer service, over a real TCP peer server on loopback, on fakes."""
+"""The worker's side of the peer service: a paired worker, called by its head's key over mutual TLS on
+loopback (the real peer server and pairing; fakes under the engine)."""
 
 from __future__ import annotations
 
 import grpc
 import pytest
 
-from sparkd.config import Config
-from sparkd.peer.server import caller_role
 from sparkd.peer.v1 import peer_service_pb2 as peer_pb
 from sparkd.peer.v1 import peer_service_pb2_grpc as peer_grpc
-from tests.api.conftest import Daemon
+from tests.api.conftest import Daemon, peer_channel
 
 SPEC = {"name": "demo", "framework": 1, "model": "/models/demo", "parallelism": {"pipeline": 2, "tensor": 1}}
 
 
+def as_head(worker: Daemon) -> grpc.Channel:
+    """A channel to the worker's peer port with its head's key (the head is the caller it trusts)."""
+    head = worker.cluster[0]
+    return peer_channel(worker.peer_target, head, worker)
+
+
+def epoch(worker: Daemon) -> int:
+    return int(worker.system.peer.session.epoch)
+
+
 def start(worker: Daemon, **assignment: object) -> peer_pb.StartPartResponse:
     fields = {"rank": 1, "nnodes": 2, "master_addr": "127.0.0.1", "master_port": 29501, **assignment}
-    with grpc.insecure_channel(worker.peer_target) as channel:
-        request = peer_pb.StartPartRequest(spec=SPEC, assignment=peer_pb.Assignment(**fields))  # type: ignore[arg-type]
+    with as_head(worker) as channel:
+        request = peer_pb.StartPartRequest(
+            spec=SPEC,
+            assignment=peer_pb.Assignment(**fields),  # type: ignore[arg-type]
+            epoch=epoch(worker),
+        )
         answer: peer_pb.StartPartResponse = peer_grpc.PeerServiceStub(channel).StartPart(request, timeout=10)
+        return answer
+
+
+def stop(worker: Daemon, name: str) -> peer_pb.StopPartResponse:
+    with as_head(worker) as channel:
+        request = peer_pb.StopPartRequest(name=name, epoch=epoch(worker))
+        answer: peer_pb.StopPartResponse = peer_grpc.PeerServiceStub(channel).StopPart(request, timeout=10)
         return answer
 
 
@@ -38,8 +58,26 @@ def test_start_part_renders_the_workers_own_launch_plan(worker: Daemon) -> None:
 
 @pytest.mark.parametrize(
     "assignment",
-    [{"rank": 0}, {"rank": 2}, {"nnodes": 100}, {"master_addr": "10.0.0.1"}, {"master_port": 0}],
-    ids=["head-rank", "rank-past-nnodes", "too-many-nodes", "another-master", "port-0"],
+    [
+        {"rank": 0},
+        {"rank": 2},
+        {"nnodes": 100},
+        {"nnodes": 3, "rank": 2},
+        {"master_addr": "10.0.0.1"},
+        {"master_addr": "127.0.0.2"},
+        {"master_port": 0},
+        {"master_port": 29502},
+    ],
+    ids=[
+        "head-rank",
+        "rank-past-nnodes",
+        "too-many-nodes",
+        "not-the-specs-world-size",
+        "another-master",
+        "the-worker-itself-as-master",
+        "port-0",
+        "not-the-planned-port",
+    ],
 )
 def test_a_bad_assignment_is_invalid_argument_and_starts_nothing(worker: Daemon, assignment: dict[str, object]) -> None:
     with pytest.raises(grpc.RpcError) as e:
@@ -51,37 +89,27 @@ def test_a_bad_assignment_is_invalid_argument_and_starts_nothing(worker: Daemon,
 @pytest.mark.parametrize("name", ["../../etc/passwd", "demo\n", "", "a" * 300])
 def test_stop_part_refuses_bad_names(worker: Daemon, name: str) -> None:
     start(worker)
-    with grpc.insecure_channel(worker.peer_target) as channel, pytest.raises(grpc.RpcError) as e:
-        peer_grpc.PeerServiceStub(channel).StopPart(peer_pb.StopPartRequest(name=name), timeout=10)
+    with pytest.raises(grpc.RpcError) as e:
+        stop(worker, name)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "sparkd-demo-rank1.service" in worker.fake.systemd.units
 
 
 def test_stop_part_stops_and_forgets(worker: Daemon) -> None:
     start(worker)
-    with grpc.insecure_channel(worker.peer_target) as channel:
-        answer = peer_grpc.PeerServiceStub(channel).StopPart(peer_pb.StopPartRequest(name="demo"), timeout=10)
+    answer = stop(worker, "demo")
     assert answer.unit == "sparkd-demo-rank1.service" and worker.fake.systemd.units == {}
     assert not (worker.fake.root / "var/lib/sparkd/deployments/demo.json").exists()
-
-
-def test_caller_roles_come_from_twin_a_addresses() -> None:
-    from sparkd.config import NodeConfig
-
-    config = Config(node=NodeConfig("spark2", "worker", 1))
-    assert caller_role(config, "192.168.100.1") == "head"
-    assert caller_role(config, "192.168.100.3") == "worker"
-    assert caller_role(config, "192.168.101.1") == ""  # twin B: not a caller address
-    assert caller_role(config, "10.0.0.1") == "" and caller_role(config, "unix:") == ""
 
 
 def test_a_reassigned_part_replaces_the_old_one(worker: Daemon) -> None:
     start(worker)
     assert "sparkd-demo-rank1.service" in worker.fake.systemd.units
-    with grpc.insecure_channel(worker.peer_target) as channel:
+    with as_head(worker) as channel:
         request = peer_pb.StartPartRequest(
             spec={**SPEC, "parallelism": {"pipeline": 3, "tensor": 1}},
             assignment=peer_pb.Assignment(rank=2, nnodes=3, master_addr="127.0.0.1", master_port=29501),
+            epoch=epoch(worker),
         )
         peer_grpc.PeerServiceStub(channel).StartPart(request, timeout=10)
     assert sorted(worker.fake.systemd.units) == ["sparkd-demo-rank2.service"]  # nothing left unwatched

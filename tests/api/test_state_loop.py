@@ -56,8 +56,10 @@ def test_hung_health_endpoints_never_delay_status_hellos_or_the_unit_probe(daemo
     ):
         assert time.monotonic() < deadline, "the failed unit never showed"
         time.sleep(0.01)
-    hello = peer_pb.HelloRequest(node=worker_hello())
-    answer = daemon.run(lambda: daemon.system.peers.handle_hello(hello, "192.168.100.2"))
+    cert = daemon.system.identity.cert_pem  # any certificate: the TLS layer's check is not under test here
+    member = daemon.system.membership.add_worker("abcdefghijklmnop", "spark2", cert, "0" * 64)
+    hello = peer_pb.HelloRequest(node=worker_hello(), rendezvous=True)
+    answer = daemon.run(lambda: daemon.system.peers.handle_hello(hello, member))
     assert {d.name for d in answer.deployments} == {"solo0", "solo1", "solo2"}
     assert daemon.run(lambda: blocking.waiting) == 3 and not blocking.release.is_set()  # still hung throughout
     daemon.run(blocking.release.set)
@@ -162,7 +164,7 @@ def test_a_hundred_bad_hellos_log_one_line_and_no_traceback(daemon: Daemon) -> N
 
     async def serve() -> tuple[Any, int]:
         server = build_peer_server(
-            daemon.system.peer_listener.servicer, daemon.system.config, authorize=lambda method, context: None
+            daemon.system.peer.peer_servicer, daemon.system.membership, authorize=lambda method, context: None
         )
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from sparkd.lab import lab as lab_mod
-from tests.e2e.conftest import ROOT, client, sparkd
+from tests.capture import PROBE, UDP, Capture, sparkd_frames
+from tests.e2e.conftest import ROOT, MgmtCapture, addresses, client, default_route, sparkd
 
 pytestmark = pytest.mark.usefixtures("lab")
 
@@ -102,6 +103,45 @@ def test_spark1_link_addresses_mtu_and_nccl_conf() -> None:
     conf = (lab_mod.sysroot("spark1") / "etc/nccl.conf").read_text().splitlines()
     settings = [line for line in conf if not line.startswith("#")]
     assert settings == ["NCCL_SOCKET_IFNAME==enp1s0f1np1", "NCCL_IB_HCA==rocep1s0f1,roceP2p1s0f1"]
+
+
+def test_every_node_has_mgmt0_carrying_the_default_route() -> None:
+    for number, node in enumerate(("spark1", "spark2"), start=1):
+        assert addresses(node, "mgmt0", "inet") == [f"10.77.0.{number}/24"]
+        assert default_route(node) == ("10.77.0.254", "mgmt0")
+
+
+SEND_PROBES = f"""
+import socket
+probe = {PROBE!r} + b" from spark1"
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    s.sendto(probe, ("10.77.0.2", 7472))
+with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+    index = socket.if_nametoindex("mgmt0")
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+    s.sendto(probe, ("ff02::1", 7472, 0, index))
+"""
+
+
+def test_capture_sees_datagrams_to_sparkd_ports_on_mgmt0(mgmt_capture: MgmtCapture, tmp_path: Path) -> None:
+    # Proof that the capture, and the session's check of it, would see sparkd traffic on mgmt0: two
+    # datagrams to the discovery port that carry the test's marker, unicast and IPv6 multicast.
+    own = Capture("spark2", "mgmt0", tmp_path / "spark2-mgmt0.jsonl").start().ready()
+    try:
+        r = sparkd("lab", "exec", "spark1", "--", "python", "-c", SEND_PROBES)
+        assert r.returncode == 0, r.stderr
+        wait_for("both probes captured on spark2", lambda: sum(f.probe for f in own.frames()) == 2, timeout=5)
+    finally:
+        frames = own.stop()
+    probes = sorted((f.direction, f.proto, f.src, f.dst, f.dport) for f in frames if f.probe)
+    assert probes[0] == ("in", UDP, "10.77.0.1", "10.77.0.2", 7472)
+    assert probes[1][:2] == ("in", UDP) and probes[1][2].startswith("fe80:") and probes[1][3:] == ("ff02::1", 7472)
+    # The check flags both, unless left out as test probes; everything else spark2 saw is not sparkd's.
+    assert sparkd_frames(frames, include_probes=True) == [f for f in frames if f.probe]
+    assert sparkd_frames(frames) == []
+    # The session's capture saw them too: leaving spark1's mgmt0, arriving at spark2's.
+    seen = {(f.node, f.direction) for f in mgmt_capture.current() if f.probe}
+    assert {("spark1", "out"), ("spark2", "in")} <= seen
 
 
 def test_host_apply_again_changes_nothing() -> None:

@@ -14,12 +14,14 @@ import asyncio
 import dataclasses
 import fnmatch
 import ipaddress
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sparkd.errors import HostOperationFailed
 from sparkd.host.proc import SysrootProc
 from sparkd.host.protocols import CommandResult, Host
+from sparkd.host.runner import SubprocessRunner
 from sparkd.host.sysfs import SysrootSysfs
 from sparkd.host.sysroot import Sysroot
 from sparkd.lab import fixtures
@@ -39,6 +41,7 @@ class FakeNetlink:
             cabled = "f1np1" in name
             self._links[name] = LinkState(name, i, cabled, cabled, "UP" if cabled else "DOWN", 1500, ())
         self.routes: dict[str, str] = {}  # address -> ifname; anything else has no route
+        self.watchers: list[Callable[[], None]] = []  # watch_links callbacks; set_carrier calls them
         self.fail: set[str] = set()  # "set_mtu:enp1s0f1np1" makes that call fail
 
     def _check(self, op: str, ifname: str) -> LinkState:
@@ -70,9 +73,15 @@ class FakeNetlink:
     async def route_interface(self, address: str) -> str | None:
         return self.routes.get(address)
 
+    def watch_links(self, callback: Callable[[], None]) -> Callable[[], None]:
+        self.watchers.append(callback)
+        return lambda: self.watchers.remove(callback)
+
     def set_carrier(self, ifname: str, carrier: bool) -> None:
         link = self._links[ifname]
         self._links[ifname] = dataclasses.replace(link, carrier=carrier, operstate="UP" if carrier else "DOWN")
+        for callback in list(self.watchers):
+            callback()
 
     def dump(self) -> list[str]:
         lines = []
@@ -186,7 +195,9 @@ class FakeHttp:
 
 
 class FakeRunner:
-    """Records every argv; answers exit 0 with no output unless a test sets `results`."""
+    """Records every argv; answers exit 0 with no output unless a test sets `results`. sparkd's own helper
+    (`python -m sparkd.identity`, which parses certificates in a child process) really runs: it is sparkd's
+    code, not a host tool."""
 
     def __init__(self) -> None:
         self.argvs: list[tuple[str, ...]] = []
@@ -194,6 +205,8 @@ class FakeRunner:
 
     async def run(self, argv: Sequence[str], timeout: float) -> CommandResult:
         self.argvs.append(tuple(argv))
+        if tuple(argv[:3]) == (sys.executable, "-m", "sparkd.identity"):
+            return await SubprocessRunner().run(argv, timeout)
         return self.results.get(argv[0], CommandResult(tuple(argv), 0, "", ""))
 
 

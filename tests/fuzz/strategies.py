@@ -64,9 +64,18 @@ def _ints(low: int, high: int) -> st.SearchStrategy[int]:
     return st.one_of(st.sampled_from(edges), st.integers(low, high))
 
 
+#: Event kinds and stream ids that pass validation, so WatchEvents is fuzzed past it too.
+KINDS = ["unit", "deployment", "peer", "link", "health", "gpu", "pairing", "a.b_c", "x" * 32, "x" * 33]
+STREAM_IDS = ["", "0123456789abcdef", "f" * 32, "f" * 33]
+
+
 def _text(field: FieldDescriptor) -> st.SearchStrategy[str]:
     if field.name == "spec_yaml":
         return st.one_of(st.sampled_from(YAML), st.text(max_size=200))
+    if field.name == "kinds":
+        return st.one_of(st.sampled_from(KINDS), st.sampled_from(HOSTILE_TEXT), st.text(max_size=40))
+    if field.name == "stream_id":
+        return st.one_of(st.sampled_from(STREAM_IDS), st.sampled_from(HOSTILE_TEXT), st.text(max_size=40))
     return st.one_of(st.sampled_from(HOSTILE_TEXT), st.text(max_size=80))
 
 

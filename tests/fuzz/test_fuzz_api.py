@@ -9,6 +9,7 @@ still answers and no exception escaped its handlers (the error log holds none).
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -19,15 +20,17 @@ import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from sparkd.identity import tls_name
 from sparkd.peer.v1 import peer_service_pb2 as peer_pb
 from sparkd.v1 import (
     deployment_service_pb2,
+    event_service_pb2,
     host_service_pb2,
     node_service_pb2,
     peer_service_pb2,
     status_service_pb2,
 )
-from tests.api.conftest import Daemon, head_config, loopback_worker, worker_hello
+from tests.api.conftest import Daemon, close_all, head_config, loopback_cluster, peer_channel, worker_hello
 from tests.fakes.host import FakeHost
 from tests.fuzz.conftest import RESULTS
 from tests.fuzz.strategies import messages, unknown_fields
@@ -52,10 +55,18 @@ def methods(module: Any) -> list[tuple[str, Any]]:
 
 LOCAL = [
     m
-    for module in (node_service_pb2, host_service_pb2, peer_service_pb2, deployment_service_pb2, status_service_pb2)
+    for module in (
+        node_service_pb2,
+        host_service_pb2,
+        peer_service_pb2,
+        deployment_service_pb2,
+        status_service_pb2,
+        event_service_pb2,
+    )
     for m in methods(module)
 ]
-PEER = methods(peer_pb)
+PEER = [m for m in methods(peer_pb) if ".PeerService/" in m[0]]
+PAIRING = [m for m in methods(peer_pb) if ".PairingService/" in m[0]]
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +87,40 @@ def errors() -> Iterator[list[dict[str, Any]]]:
 
 
 def _call(channel: grpc.Channel, method: str, payload: bytes) -> grpc.StatusCode:
+    if _server_streaming(method):
+        return _stream(channel, method, payload)
     call = channel.unary_unary(method, request_serializer=lambda b: b, response_deserializer=lambda b: b)
     try:
         call(payload, timeout=20)
     except grpc.RpcError as e:
         return e.code()
+    return grpc.StatusCode.OK
+
+
+def _server_streaming(method: str) -> bool:
+    from google.protobuf import descriptor_pool
+
+    try:
+        found = descriptor_pool.Default().FindMethodByName(method.strip("/").replace("/", "."))
+    except KeyError:
+        return False
+    return bool(found.server_streaming)
+
+
+def _stream(channel: grpc.Channel, method: str, payload: bytes) -> grpc.StatusCode:
+    """Reads a server stream to its end; one that follows (never ends by itself) is cancelled after 50 ms."""
+    call = channel.unary_stream(method, request_serializer=lambda b: b, response_deserializer=lambda b: b)(
+        payload, timeout=20
+    )
+    timer = threading.Timer(0.05, call.cancel)
+    timer.start()
+    try:
+        for _ in call:
+            pass
+    except grpc.RpcError as e:
+        return e.code()
+    finally:
+        timer.cancel()
     return grpc.StatusCode.OK
 
 
@@ -148,19 +188,38 @@ def test_local_api(head: Daemon, errors: list[dict[str, Any]], method: str, requ
 
 
 @pytest.fixture(scope="module")
-def worker(errors: list[dict[str, Any]]) -> Iterator[Daemon]:
-    d = loopback_worker()
+def cluster(errors: list[dict[str, Any]]) -> Iterator[list[Daemon]]:
+    nodes = loopback_cluster()
     try:
-        yield d
+        yield nodes
     finally:
-        d.close()
+        close_all(nodes)
 
 
 @pytest.mark.parametrize("method,request_type", PEER, ids=[m for m, _ in PEER])
-def test_peer_service(worker: Daemon, errors: list[dict[str, Any]], method: str, request_type: Any) -> None:
-    with grpc.insecure_channel(worker.peer_target) as channel:
+def test_peer_service(cluster: list[Daemon], errors: list[dict[str, Any]], method: str, request_type: Any) -> None:
+    """The worker's peer port, called with its head's key (what a compromised or buggy head could send)."""
+    head, worker = cluster
+    for template in TEMPLATES.values():  # the current session's epoch, so fuzzing reaches past the epoch check
+        if hasattr(template, "epoch") and not isinstance(template, peer_pb.HelloRequest):
+            template.epoch = worker.system.peer.session.epoch
+    with peer_channel(worker.peer_target, head, worker) as channel:
         _fuzz(channel, method, request_type)
     assert worker.admin.node.GetVersion(node_service_pb2.GetVersionRequest()).version
+    assert errors == []
+
+
+@pytest.mark.parametrize("method,request_type", PAIRING, ids=[m for m, _ in PAIRING])
+def test_pairing_listener(cluster: list[Daemon], errors: list[dict[str, Any]], method: str, request_type: Any) -> None:
+    """The head's pairing listener, open, called by anyone (TLS pinned to the head, as a worker dials it)."""
+    head = cluster[0]
+    begin = head.admin.peers.BeginPairing(peer_service_pb2.BeginPairingRequest(ttl_seconds=120))
+    credentials = grpc.ssl_channel_credentials(root_certificates=head.system.identity.cert_pem.encode())
+    options = [("grpc.ssl_target_name_override", tls_name(begin.node_id))]
+    target = f"127.0.0.1:{head.system.config.peer.pairing_port}"
+    with grpc.secure_channel(target, credentials, options=options) as channel:
+        _fuzz(channel, method, request_type)
+    assert head.admin.node.GetVersion(node_service_pb2.GetVersionRequest()).version
     assert errors == []
 
 
@@ -173,11 +232,16 @@ def test_hello_handling_on_the_head(
     through, which a fuzzing client on this machine cannot have, so the handler is fuzzed behind it."""
     from sparkd.errors import SparkdError
 
-    caller = request.node.address if from_claimed else "192.168.100.7"
+    cert = head.system.identity.cert_pem
+    member = head.system.membership.by_id("abcdefghijklmnop") or head.system.membership.add_worker(
+        "abcdefghijklmnop", "spark2", cert, "0" * 64
+    )
+    if not from_claimed:
+        request.node.node_id = "zzzzzzzzzzzzzzzz"
 
     def handle() -> str:
         try:
-            head.system.peers.handle_hello(request, caller)
+            head.system.peers.handle_hello(request, member)
         except SparkdError as e:
             return e.code.value
         return "OK"

@@ -29,7 +29,7 @@ def configurator(fake: FakeHost, config: Config) -> HostConfigurator:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_apply(tmp_path: Path, request: pytest.FixtureRequest, case: str) -> None:
-    fake = FakeHost(tmp_path, CASES[case].node.index)
+    fake = FakeHost(tmp_path, CASES[case].node.index or 0)
     host = configurator(fake, CASES[case])
     plan = asyncio.run(host.plan())
     actions, verified = asyncio.run(host.apply())

@@ -9,6 +9,7 @@ from sparkd.peer.v1 import peer_service_pb2 as peer_pb
 from sparkd.rpc import authz
 from sparkd.v1 import (
     deployment_service_pb2,
+    event_service_pb2,
     host_service_pb2,
     node_service_pb2,
     peer_service_pb2,
@@ -21,6 +22,7 @@ LOCAL_FILES = [
     peer_service_pb2,
     deployment_service_pb2,
     status_service_pb2,
+    event_service_pb2,
     health_pb2,
     reflection_pb2,
 ]
@@ -41,7 +43,10 @@ def test_every_local_method_has_exactly_one_row() -> None:
 
 def test_every_peer_method_has_a_row_naming_its_callers() -> None:
     assert methods([peer_pb]) == set(authz.PEER)
-    assert all(roles and roles <= {"head", "worker"} for roles in authz.PEER.values())
+    paired = {m: r for m, r in authz.PEER.items() if "/PeerService/" in m}
+    assert all(roles and roles <= {"head", "worker"} for roles in paired.values())
+    # Only pairing is open to callers without a paired key ("").
+    assert {m for m, r in authz.PEER.items() if "" in r} == {"/sparkd.peer.v1.PairingService/Join"}
 
 
 def test_the_read_only_socket_serves_reads_only_by_allow_list() -> None:
@@ -57,6 +62,9 @@ def test_mutating_methods_are_admin() -> None:
         "/sparkd.v1.HostService/ApplyHost",
         "/sparkd.v1.DeploymentService/CreateDeployment",
         "/sparkd.v1.DeploymentService/DeleteDeployment",
+        "/sparkd.v1.PeerService/BeginPairing",
+        "/sparkd.v1.PeerService/JoinPairing",
+        "/sparkd.v1.PeerService/ResetPairing",
     }
 
 
@@ -66,3 +74,5 @@ def test_peer_roles() -> None:
     assert not authz.peer_allowed("/sparkd.peer.v1.PeerService/StopPart", "")
     assert authz.peer_allowed("/sparkd.peer.v1.PeerService/Hello", "worker")
     assert not authz.peer_allowed("/sparkd.peer.v1.PeerService/Hello", "head")
+    assert not authz.peer_allowed("/sparkd.peer.v1.PeerService/Hello", "")
+    assert authz.peer_allowed("/sparkd.peer.v1.PairingService/Join", "")

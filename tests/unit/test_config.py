@@ -12,17 +12,44 @@ from sparkd.config import load, parse
 from sparkd.errors import ConfigError
 
 
-def test_defaults_make_a_head_on_the_default_subnets() -> None:
+def _refused(text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as e:
+        parse(text, "/etc/sparkd/sparkd.toml")
+    return e.value
+
+
+def test_defaults_leave_role_and_index_to_pairing() -> None:
     c = parse('[node]\nname = "spark1"\n')
-    assert (c.node.role, c.node.index) == ("head", 0)
-    assert c.node_address() == ipaddress.IPv4Interface("192.168.100.1/24")
+    assert (c.node.role, c.node.index) == ("", None)
+    assert c.node_address(0) == ipaddress.IPv4Interface("192.168.100.1/24")
+    assert c.node_address(1) == ipaddress.IPv4Interface("192.168.100.2/24")
     assert c.interconnect.address(c.interconnect.subnet_b, 2) == ipaddress.IPv4Interface("192.168.101.3/24")
     assert c.api.socket == "/run/sparkd/sparkd.sock" and c.peer.port == 7471
+    assert (c.peer.discovery_port, c.peer.pairing_port) == (7472, 7473)
+    assert (c.peer.heartbeat_s, c.peer.timeout_s) == (0.5, 3.0)
 
 
-def test_worker_defaults_to_index_one() -> None:
+def test_a_pinned_head_has_index_zero() -> None:
+    c = parse('[node]\nrole = "head"\n')
+    assert (c.node.role, c.node.index) == ("head", 0)
+    assert str(c.node_address(0).ip) == "192.168.100.1"
+
+
+def test_a_pinned_worker_without_an_index_leaves_it_to_pairing() -> None:
     c = parse('[node]\nrole = "worker"\n')
-    assert c.node.index == 1 and str(c.node_address().ip) == "192.168.100.2"
+    assert (c.node.role, c.node.index) == ("worker", None)
+
+
+def test_a_pinned_worker_keeps_its_index() -> None:
+    c = parse('[node]\nrole = "worker"\nindex = 3\n')
+    assert (c.node.role, c.node.index) == ("worker", 3)
+    assert str(c.node_address(3).ip) == "192.168.100.4"
+
+
+def test_an_index_without_a_role_is_refused() -> None:
+    e = _refused("[node]\nindex = 1\n")
+    assert e.field == "node.index"
+    assert "only together with node.role" in str(e)
 
 
 @pytest.mark.parametrize(
@@ -30,6 +57,10 @@ def test_worker_defaults_to_index_one() -> None:
     [
         ('[node]\nrole = "boss"\n', "node.role"),
         ('[node]\nrole = "head"\nindex = 3\n', "node.index"),
+        ('[node]\nrole = "worker"\nindex = 0\n', "node.index"),
+        ('[node]\nrole = "worker"\nindex = 251\n', "node.index"),
+        ("[node]\nindex = 0\n", "node.index"),
+        ('[node]\nrole = ""\n', "node.role"),
         ("[interconnect]\nmtu = 100000\n", "interconnect.mtu"),
         ('[interconnect]\nsubnet_a = "300.1.1.0/24"\n', "interconnect.subnet_a"),
         ("[peer]\nprot = 1\n", "peer.prot"),
@@ -43,12 +74,6 @@ def test_bad_config_names_the_field(text: str, field: str) -> None:
         parse(text, "/etc/sparkd/sparkd.toml")
     assert e.value.field == field
     assert field in str(e.value)
-
-
-def _refused(text: str) -> ConfigError:
-    with pytest.raises(ConfigError) as e:
-        parse(text, "/etc/sparkd/sparkd.toml")
-    return e.value
 
 
 @pytest.mark.parametrize(
@@ -78,7 +103,8 @@ def test_peer_timers_must_be_finite_and_in_range(text: str, field: str, fix: str
     [
         "[peer]\nheartbeat_s = 2.0\ntimeout_s = 2.0\n",
         "[peer]\nheartbeat_s = 5\ntimeout_s = 3\n",
-        "[peer]\ntimeout_s = 1.5\n",  # below the default heartbeat
+        "[peer]\nheartbeat_s = 2.0\ntimeout_s = 1.5\n",
+        "[peer]\ntimeout_s = 0.5\n",  # equal to the default heartbeat (0.5)
     ],
 )
 def test_timeout_must_exceed_heartbeat(text: str) -> None:
@@ -96,11 +122,42 @@ def test_valid_peer_timers_are_kept() -> None:
     assert (c.peer.heartbeat_s, c.peer.timeout_s, c.peer.port) == (0.5, 2.0, 65535)
 
 
+@pytest.mark.parametrize("key", ["port", "discovery_port", "pairing_port"])
 @pytest.mark.parametrize("port", [0, -1, 65536, 99999])
-def test_peer_port_must_be_a_tcp_port(port: int) -> None:
-    e = _refused(f"[peer]\nport = {port}\n")
-    assert e.field == "peer.port"
-    assert "from 1 to 65535" in str(e)
+def test_peer_ports_must_be_ports(key: str, port: int) -> None:
+    e = _refused(f"[peer]\n{key} = {port}\n")
+    assert e.field == f"peer.{key}"
+    assert "from 1 to 65535" in str(e) and f"got {port}" in str(e)
+
+
+@pytest.mark.parametrize("key", ["port", "discovery_port", "pairing_port"])
+def test_peer_ports_must_be_integers(key: str) -> None:
+    e = _refused(f'[peer]\n{key} = "7471"\n')
+    assert e.field == f"peer.{key}"
+    assert "must be a int" in str(e)
+
+
+@pytest.mark.parametrize(
+    ("text", "equal"),
+    [
+        ("[peer]\npairing_port = 7471\n", ("port", "pairing_port")),  # the default peer.port
+        ("[peer]\ndiscovery_port = 7473\n", ("discovery_port", "pairing_port")),  # the default pairing_port
+        ("[peer]\nport = 9000\npairing_port = 9000\n", ("port", "pairing_port")),
+        ("[peer]\ndiscovery_port = 9000\npairing_port = 9000\n", ("discovery_port", "pairing_port")),
+        ("[peer]\nport = 9000\ndiscovery_port = 9000\npairing_port = 9000\n", ("port", "discovery_port")),
+        ("[peer]\nport = 7472\n", ("port", "discovery_port")),  # the default peer.discovery_port
+    ],
+)
+def test_peer_ports_must_differ(text: str, equal: tuple[str, str]) -> None:
+    e = _refused(text)
+    assert "must differ" in str(e)
+    assert all(f"peer.{key}" in str(e) for key in equal)
+    assert e.field == f"peer.{equal[1]}"  # the later field of the first clash, in file order
+
+
+def test_distinct_peer_ports_are_kept() -> None:
+    c = parse("[peer]\nport = 1\ndiscovery_port = 65535\npairing_port = 8000\n")
+    assert (c.peer.port, c.peer.discovery_port, c.peer.pairing_port) == (1, 65535, 8000)
 
 
 @pytest.mark.parametrize(
@@ -125,7 +182,7 @@ def test_subnet_must_have_room_for_this_node(text: str, field: str) -> None:
 def test_a_30_fits_a_head_and_one_worker() -> None:
     for role, index, ip in (("head", 0, "10.0.0.1"), ("worker", 1, "10.0.0.2")):
         c = parse(f'[node]\nrole = "{role}"\nindex = {index}\n[interconnect]\nsubnet_a = "10.0.0.0/30"\n')
-        assert str(c.node_address().ip) == ip
+        assert str(c.node_address(index).ip) == ip
 
 
 @pytest.mark.parametrize(
@@ -244,7 +301,7 @@ def test_missing_file_names_the_path_and_the_fix(tmp_path: Path) -> None:
     assert e.value.field == "(file)"
     assert str(missing) in str(e.value)
     assert "config file not found" in str(e.value) and "--config PATH" in str(e.value)
-    assert "docs/examples/sparkd-head.toml" in str(e.value)
+    assert "docs/examples/sparkd.toml" in str(e.value)
 
 
 def test_oversized_file_is_refused(tmp_path: Path) -> None:
@@ -293,11 +350,11 @@ EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "docs/examples").glob("
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
 def test_examples_parse(example: Path) -> None:
     c = load(example)
-    assert c.node.role in ("head", "worker")
+    assert (c.node.role, c.node.index) == ("", None)  # one file for every node: pairing decides the role
 
 
 def test_there_are_examples() -> None:
-    assert {p.name for p in EXAMPLES} >= {"sparkd-head.toml", "sparkd-worker.toml"}
+    assert {p.name for p in EXAMPLES} >= {"sparkd.toml"}
 
 
 @pytest.mark.parametrize(

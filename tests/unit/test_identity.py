@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import NameOID
 
 from sparkd import identity
 from sparkd.errors import IdentityError
@@ -44,7 +48,11 @@ def test_first_start_creates_a_0600_key_in_a_0700_dir(tmp_path: Path) -> None:
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert key.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
-    assert sorted(p.name for p in state.iterdir()) == [identity.KEY_FILE]  # no temporary file left
+    # No temporary file left: the key and its certificate (public: 0644).
+    assert sorted(p.name for p in state.iterdir()) == [identity.CERT_FILE, identity.KEY_FILE]
+    cert = state / identity.CERT_FILE
+    assert stat.S_IMODE(cert.stat().st_mode) == 0o644 and stat.S_ISREG(cert.lstat().st_mode)
+    assert cert.read_text() == ident.cert_pem and ident.cert_pem.startswith("-----BEGIN CERTIFICATE-----")
     assert len(ident.node_id) == 16 and ident.node_id == ident.node_id.lower()
 
 
@@ -60,7 +68,15 @@ def test_the_same_key_gives_the_same_node_id(tmp_path: Path) -> None:
 def test_an_existing_p256_key_is_used(tmp_path: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     _key_file(tmp_path / "state", _pem(key))
-    assert identity.load_or_create(tmp_path / "state") == identity._identity(key)
+    ident = identity.load_or_create(tmp_path / "state")
+    expected = identity._identity(key)
+    assert (ident.node_id, ident.fingerprint, ident.public_key_der) == (
+        expected.node_id,
+        expected.fingerprint,
+        expected.public_key_der,
+    )
+    assert identity.cert_public_key(ident.cert_pem) == expected.public_key_der
+    assert (tmp_path / "state" / identity.KEY_FILE).read_bytes() == _pem(key)
 
 
 def test_an_empty_key_is_refused_and_left_alone(tmp_path: Path) -> None:
@@ -188,9 +204,9 @@ def test_a_failed_write_leaves_no_temporary_file_and_no_key(tmp_path: Path, monk
     message = _refused(state)
     assert "cannot create the node key" in message and "Input/output error" in message
     assert list(state.iterdir()) == []
-    # The next start (the disk now working) creates the key.
+    # The next start (the disk now working) creates the key and its certificate.
     identity.load_or_create(state)
-    assert sorted(p.name for p in state.iterdir()) == [identity.KEY_FILE]
+    assert sorted(p.name for p in state.iterdir()) == [identity.CERT_FILE, identity.KEY_FILE]
 
 
 def test_a_failed_rename_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -213,31 +229,40 @@ def test_a_stale_temporary_file_does_not_block_creation(tmp_path: Path) -> None:
     assert (state / identity.KEY_FILE).read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
 
 
-def test_the_key_is_fsynced_after_the_write_and_then_its_directory(
+def test_the_key_and_the_cert_are_each_fsynced_before_their_rename_and_then_the_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     state = tmp_path / "state"
-    real_fsync = os.fsync
-    seen: list[tuple[str, bool, int]] = []  # (target, is a directory, size at fsync time)
+    real_fsync, real_replace = os.fsync, os.replace
+    # ("fsync", target, is a directory, size at fsync time) or ("replace", source, destination)
+    seen: list[tuple[str, str, bool, int] | tuple[str, str, str]] = []
 
     def recording_fsync(fd: int) -> None:
         st = os.fstat(fd)
-        seen.append((os.readlink(f"/proc/self/fd/{fd}"), stat.S_ISDIR(st.st_mode), st.st_size))
+        seen.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"), stat.S_ISDIR(st.st_mode), st.st_size))
         real_fsync(fd)
 
-    monkeypatch.setattr(os, "fsync", recording_fsync)
-    identity.load_or_create(state)
-    size = (state / identity.KEY_FILE).stat().st_size
+    def recording_replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        seen.append(("replace", os.fspath(src), os.fspath(dst)))
+        real_replace(src, dst)
 
-    files = [i for i, (_, is_dir, _) in enumerate(seen) if not is_dir]
-    assert len(files) == 1
-    target, _, synced_size = seen[files[0]]
-    assert Path(target).parent == state and Path(target).name.endswith(".tmp")
-    assert synced_size == size > 0  # fsynced after the whole key was written
-    # The state directory is fsynced after the file (making the rename durable), and its parent when it was created.
-    assert (str(state), True, seen[-1][2]) == seen[-1]
-    assert files[0] < len(seen) - 1
-    assert any(t == str(tmp_path) and is_dir for t, is_dir, _ in seen[: files[0]])
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "replace", recording_replace)
+    identity.load_or_create(state)
+    key, cert = state / identity.KEY_FILE, state / identity.CERT_FILE
+
+    # The new state directory's entry in its parent first; then, for the key and then the certificate: the
+    # temporary file fsynced once wholly written, renamed onto its name, and the directory fsynced.
+    assert len(seen) == 7
+    assert seen[0][:3] == ("fsync", str(tmp_path), True)
+    for at, final in ((1, key), (4, cert)):
+        synced, renamed, dir_synced = seen[at], seen[at + 1], seen[at + 2]
+        assert synced[0] == "fsync" and synced[2] is False
+        tmp = Path(str(synced[1]))
+        assert tmp.parent == state and tmp.name.startswith(f".{final.name}.") and tmp.name.endswith(".tmp")
+        assert synced[3] == final.stat().st_size > 0  # fsynced after the whole file was written
+        assert renamed == ("replace", str(tmp), str(final))
+        assert dir_synced[:3] == ("fsync", str(state), True)
 
 
 def test_loading_an_existing_key_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -286,3 +311,219 @@ def test_the_daemon_reads_its_key_in_a_child_process_without_mapping_cryptograph
         asyncio.run(identity.load_in_subprocess(SubprocessRunner(), state))
     probe = "import sys, sparkd.system, sparkd.__main__; print('cryptography' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "False"
+
+
+# --- node.crt: the self-signed certificate of the key -------------------------------------------------------------
+
+
+def _self_signed(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey, name: str = "x.node.sparkd") -> str:
+    """A self-signed certificate for any key (sparkd only makes P-256 ones)."""
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _key_der(state: Path) -> bytes:
+    key = serialization.load_pem_private_key((state / identity.KEY_FILE).read_bytes(), password=None)
+    return key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def test_the_certs_public_key_is_the_node_keys(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    ident = identity.load_or_create(state)
+    assert identity.cert_public_key(ident.cert_pem) == _key_der(state) == ident.public_key_der
+    assert identity.node_id_of(identity.cert_public_key(ident.cert_pem)) == (ident.node_id, ident.fingerprint)
+    assert (state / identity.CERT_FILE).read_text() == ident.cert_pem
+
+
+def test_the_cert_is_a_self_signed_leaf_named_after_the_node_id(tmp_path: Path) -> None:
+    ident = identity.load_or_create(tmp_path / "state")
+    cert = x509.load_pem_x509_certificate(ident.cert_pem.encode())
+    constraints = cert.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert constraints.critical and constraints.value.ca is False
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert identity.tls_name(ident.node_id) == f"{ident.node_id}.node.sparkd"
+    assert san.get_values_for_type(x509.DNSName) == [f"{ident.node_id}.node.sparkd"]
+    assert cert.subject == cert.issuer
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == f"{ident.node_id}.node.sparkd"
+    public = cert.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    public.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))  # self-signed
+    now = datetime.datetime.now(datetime.UTC)
+    assert cert.not_valid_before_utc <= now
+    assert cert.not_valid_after_utc - now > datetime.timedelta(days=365 * 99)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "foreign", "garbage", "empty", "rsa"])
+def test_a_missing_or_foreign_cert_is_rewritten_and_the_key_left_alone(tmp_path: Path, damage: str) -> None:
+    state = tmp_path / "state"
+    first = identity.load_or_create(state)
+    key_bytes = (state / identity.KEY_FILE).read_bytes()
+    cert = state / identity.CERT_FILE
+    if damage == "deleted":
+        cert.unlink()
+    elif damage == "foreign":
+        cert.write_text(identity.load_or_create(tmp_path / "other").cert_pem)
+    elif damage == "garbage":
+        cert.write_bytes(b"-----BEGIN CERTIFICATE-----\n\xff\x00 not base64\n-----END CERTIFICATE-----\n")
+    elif damage == "empty":
+        cert.write_bytes(b"")
+    else:
+        cert.write_text(_self_signed(rsa.generate_private_key(public_exponent=65537, key_size=2048)))
+    again = identity.load_or_create(state)
+    assert (again.node_id, again.fingerprint, again.public_key_der) == (
+        first.node_id,
+        first.fingerprint,
+        first.public_key_der,
+    )
+    assert identity.cert_public_key(again.cert_pem) == first.public_key_der
+    assert cert.read_text() == again.cert_pem and stat.S_IMODE(cert.stat().st_mode) == 0o644
+    assert (state / identity.KEY_FILE).read_bytes() == key_bytes
+    assert sorted(p.name for p in state.iterdir()) == [identity.CERT_FILE, identity.KEY_FILE]
+
+
+@pytest.mark.parametrize("kind", ["symlink-to-foreign-cert", "dangling-symlink", "fifo"])
+def test_a_cert_that_is_a_link_or_a_fifo_is_replaced_not_followed(tmp_path: Path, kind: str) -> None:
+    state = tmp_path / "state"
+    first = identity.load_or_create(state)
+    cert = state / identity.CERT_FILE
+    cert.unlink()
+    target = tmp_path / "elsewhere.pem"
+    foreign = identity.load_or_create(tmp_path / "other").cert_pem
+    if kind == "symlink-to-foreign-cert":
+        target.write_text(foreign)
+        cert.symlink_to(target)
+    elif kind == "dangling-symlink":
+        cert.symlink_to(target)
+    else:
+        os.mkfifo(cert)
+    again = identity.load_or_create(state)  # never blocks on the FIFO
+    assert again.node_id == first.node_id
+    assert stat.S_ISREG(cert.lstat().st_mode) and not cert.is_symlink()
+    assert cert.read_text() == again.cert_pem
+    assert identity.cert_public_key(again.cert_pem) == first.public_key_der
+    # The link's target was not written through.
+    if kind == "symlink-to-foreign-cert":
+        assert target.read_text() == foreign
+    else:
+        assert not target.exists()
+
+
+def test_a_directory_in_place_of_the_cert_is_refused_and_the_key_kept(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    identity.load_or_create(state)
+    key_bytes = (state / identity.KEY_FILE).read_bytes()
+    cert = state / identity.CERT_FILE
+    cert.unlink()
+    cert.mkdir()
+    message = _refused(state)
+    assert str(cert) in message and "cannot write the node certificate" in message
+    assert cert.is_dir() and (state / identity.KEY_FILE).read_bytes() == key_bytes
+    assert sorted(p.name for p in state.iterdir()) == [identity.CERT_FILE, identity.KEY_FILE]  # no temporary file
+
+
+def test_a_failed_cert_write_keeps_the_new_key_and_the_next_start_writes_the_cert(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    real_fsync = os.fsync
+    files_synced: list[int] = []
+
+    def failing_fsync(fd: int) -> None:
+        if not stat.S_ISDIR(os.fstat(fd).st_mode):
+            files_synced.append(fd)
+            if len(files_synced) == 2:  # the certificate's temporary file
+                raise OSError(5, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    message = _refused(state)
+    assert "cannot write the node certificate" in message and "Input/output error" in message
+    assert sorted(p.name for p in state.iterdir()) == [identity.KEY_FILE]
+    key_bytes = (state / identity.KEY_FILE).read_bytes()
+    ident = identity.load_or_create(state)
+    assert (state / identity.KEY_FILE).read_bytes() == key_bytes
+    assert identity.cert_public_key((state / identity.CERT_FILE).read_text()) == ident.public_key_der
+
+
+def test_read_key_pem_gives_node_key_and_refuses_when_it_is_gone(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    identity.load_or_create(state)
+    assert identity.read_key_pem(state) == (state / identity.KEY_FILE).read_bytes()
+    (state / identity.KEY_FILE).unlink()
+    with pytest.raises(IdentityError, match="the node key is gone"):
+        identity.read_key_pem(state)
+
+
+@pytest.mark.parametrize(
+    ("pem", "what"),
+    [
+        ("", "not a PEM certificate"),
+        ("garbage", "not a PEM certificate"),
+        ("-----BEGIN CERTIFICATE-----\n" + "A" * 3000 + "\n-----END CERTIFICATE-----\n", "at most 2048"),
+        ("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n", None),
+    ],
+    ids=["empty", "not-pem", "too-long", "not-a-certificate"],
+)
+def test_cert_public_key_refuses_what_is_not_a_certificate(pem: str, what: str | None) -> None:
+    with pytest.raises(ValueError, match=what):
+        identity.cert_public_key(pem)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        lambda: ec.generate_private_key(ec.SECP384R1()),
+    ],
+    ids=["rsa", "p384"],
+)
+def test_cert_public_key_refuses_keys_other_than_p256(
+    make: Callable[[], ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey],
+) -> None:
+    with pytest.raises(ValueError, match="not an EC P-256 key"):
+        identity.cert_public_key(_self_signed(make()))
+
+
+def test_cert_node_id_in_subprocess_matches_the_identity(tmp_path: Path) -> None:
+    from sparkd.host.runner import SubprocessRunner
+
+    ident = identity.load_or_create(tmp_path / "state")
+    got = asyncio.run(identity.cert_node_id_in_subprocess(SubprocessRunner(), ident.cert_pem))
+    assert got == (ident.node_id, ident.fingerprint)
+
+
+@pytest.mark.parametrize(
+    "pem",
+    [
+        "",
+        "garbage",
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n",
+        "-----BEGIN CERTIFICATE-----\n" + "A" * 3000 + "\n-----END CERTIFICATE-----\n",  # refused before the child
+        "-----BEGIN CERTIFICATE-----\né\n-----END CERTIFICATE-----\n",  # not ASCII: refused before the child
+        "-----BEGIN CERTIFICATE-----\n\0\n-----END CERTIFICATE-----\n",  # a NUL: refused before the child
+        "rsa",
+        "p384",
+    ],
+    ids=["empty", "not-pem", "not-a-certificate", "too-long", "not-ascii", "nul", "rsa", "p384"],
+)
+def test_cert_node_id_in_subprocess_refuses_what_sparkd_would_not_make(pem: str) -> None:
+    from sparkd.host.runner import SubprocessRunner
+
+    if pem == "rsa":
+        pem = _self_signed(rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    elif pem == "p384":
+        pem = _self_signed(ec.generate_private_key(ec.SECP384R1()))
+    with pytest.raises(ValueError):
+        asyncio.run(identity.cert_node_id_in_subprocess(SubprocessRunner(), pem))

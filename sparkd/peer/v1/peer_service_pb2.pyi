@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class NodeHello(_message.Message):
-    __slots__ = ("node_id", "name", "role", "index", "address", "sparkd_version", "protocol_version")
+    __slots__ = ("node_id", "name", "role", "index", "address", "sparkd_version", "protocol_version", "protocol_min", "protocol_max", "capabilities", "versions", "boot_id")
     NODE_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
@@ -17,6 +17,11 @@ class NodeHello(_message.Message):
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     SPARKD_VERSION_FIELD_NUMBER: _ClassVar[int]
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_MIN_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_MAX_FIELD_NUMBER: _ClassVar[int]
+    CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    BOOT_ID_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     name: str
     role: _node_pb2.NodeRole
@@ -24,23 +29,58 @@ class NodeHello(_message.Message):
     address: str
     sparkd_version: str
     protocol_version: int
-    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., role: _Optional[_Union[_node_pb2.NodeRole, str]] = ..., index: _Optional[int] = ..., address: _Optional[str] = ..., sparkd_version: _Optional[str] = ..., protocol_version: _Optional[int] = ...) -> None: ...
+    protocol_min: int
+    protocol_max: int
+    capabilities: _containers.RepeatedScalarFieldContainer[str]
+    versions: Versions
+    boot_id: str
+    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., role: _Optional[_Union[_node_pb2.NodeRole, str]] = ..., index: _Optional[int] = ..., address: _Optional[str] = ..., sparkd_version: _Optional[str] = ..., protocol_version: _Optional[int] = ..., protocol_min: _Optional[int] = ..., protocol_max: _Optional[int] = ..., capabilities: _Optional[_Iterable[str]] = ..., versions: _Optional[_Union[Versions, _Mapping]] = ..., boot_id: _Optional[str] = ...) -> None: ...
+
+class Package(_message.Message):
+    __slots__ = ("name", "version")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class Versions(_message.Message):
+    __slots__ = ("sparkd", "frameworks", "nccl_sha256", "driver", "cuda", "kernel")
+    SPARKD_FIELD_NUMBER: _ClassVar[int]
+    FRAMEWORKS_FIELD_NUMBER: _ClassVar[int]
+    NCCL_SHA256_FIELD_NUMBER: _ClassVar[int]
+    DRIVER_FIELD_NUMBER: _ClassVar[int]
+    CUDA_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_FIELD_NUMBER: _ClassVar[int]
+    sparkd: str
+    frameworks: _containers.RepeatedCompositeFieldContainer[Package]
+    nccl_sha256: str
+    driver: str
+    cuda: str
+    kernel: str
+    def __init__(self, sparkd: _Optional[str] = ..., frameworks: _Optional[_Iterable[_Union[Package, _Mapping]]] = ..., nccl_sha256: _Optional[str] = ..., driver: _Optional[str] = ..., cuda: _Optional[str] = ..., kernel: _Optional[str] = ...) -> None: ...
 
 class HelloRequest(_message.Message):
-    __slots__ = ("node", "deployments")
+    __slots__ = ("node", "deployments", "epoch", "rendezvous")
     NODE_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    RENDEZVOUS_FIELD_NUMBER: _ClassVar[int]
     node: NodeHello
     deployments: _containers.RepeatedCompositeFieldContainer[DeploymentSummary]
-    def __init__(self, node: _Optional[_Union[NodeHello, _Mapping]] = ..., deployments: _Optional[_Iterable[_Union[DeploymentSummary, _Mapping]]] = ...) -> None: ...
+    epoch: int
+    rendezvous: bool
+    def __init__(self, node: _Optional[_Union[NodeHello, _Mapping]] = ..., deployments: _Optional[_Iterable[_Union[DeploymentSummary, _Mapping]]] = ..., epoch: _Optional[int] = ..., rendezvous: _Optional[bool] = ...) -> None: ...
 
 class HelloResponse(_message.Message):
-    __slots__ = ("node", "deployments")
+    __slots__ = ("node", "deployments", "epoch")
     NODE_FIELD_NUMBER: _ClassVar[int]
     DEPLOYMENTS_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     node: NodeHello
     deployments: _containers.RepeatedCompositeFieldContainer[DeploymentSummary]
-    def __init__(self, node: _Optional[_Union[NodeHello, _Mapping]] = ..., deployments: _Optional[_Iterable[_Union[DeploymentSummary, _Mapping]]] = ...) -> None: ...
+    epoch: int
+    def __init__(self, node: _Optional[_Union[NodeHello, _Mapping]] = ..., deployments: _Optional[_Iterable[_Union[DeploymentSummary, _Mapping]]] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class DeploymentSummary(_message.Message):
     __slots__ = ("name", "state", "unit", "unit_active_state")
@@ -67,12 +107,14 @@ class Assignment(_message.Message):
     def __init__(self, rank: _Optional[int] = ..., nnodes: _Optional[int] = ..., master_addr: _Optional[str] = ..., master_port: _Optional[int] = ...) -> None: ...
 
 class StartPartRequest(_message.Message):
-    __slots__ = ("spec", "assignment")
+    __slots__ = ("spec", "assignment", "epoch")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     spec: _deployment_pb2.DeploymentSpec
     assignment: Assignment
-    def __init__(self, spec: _Optional[_Union[_deployment_pb2.DeploymentSpec, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ...) -> None: ...
+    epoch: int
+    def __init__(self, spec: _Optional[_Union[_deployment_pb2.DeploymentSpec, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class StartPartResponse(_message.Message):
     __slots__ = ("unit", "unit_active_state")
@@ -83,13 +125,43 @@ class StartPartResponse(_message.Message):
     def __init__(self, unit: _Optional[str] = ..., unit_active_state: _Optional[str] = ...) -> None: ...
 
 class StopPartRequest(_message.Message):
-    __slots__ = ("name",)
+    __slots__ = ("name", "epoch")
     NAME_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     name: str
-    def __init__(self, name: _Optional[str] = ...) -> None: ...
+    epoch: int
+    def __init__(self, name: _Optional[str] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class StopPartResponse(_message.Message):
     __slots__ = ("unit",)
     UNIT_FIELD_NUMBER: _ClassVar[int]
     unit: str
     def __init__(self, unit: _Optional[str] = ...) -> None: ...
+
+class JoinRequest(_message.Message):
+    __slots__ = ("name", "cert_pem", "proof", "protocol_max", "protocol_min")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_MAX_FIELD_NUMBER: _ClassVar[int]
+    PROTOCOL_MIN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    cert_pem: str
+    proof: bytes
+    protocol_max: int
+    protocol_min: int
+    def __init__(self, name: _Optional[str] = ..., cert_pem: _Optional[str] = ..., proof: _Optional[bytes] = ..., protocol_max: _Optional[int] = ..., protocol_min: _Optional[int] = ...) -> None: ...
+
+class JoinResponse(_message.Message):
+    __slots__ = ("node_id", "name", "index", "proof", "cert_pem")
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    name: str
+    index: int
+    proof: bytes
+    cert_pem: str
+    def __init__(self, node_id: _Optional[str] = ..., name: _Optional[str] = ..., index: _Optional[int] = ..., proof: _Optional[bytes] = ..., cert_pem: _Optional[str] = ...) -> None: ...

@@ -27,9 +27,10 @@ if _version_not_supported:
 
 class PeerServiceStub:
     """PeerService is the daemon-to-daemon protocol. It listens on port 7471 of the
-    interconnect addresses only. Workers say hello to the head every heartbeat;
-    the head asks workers to start and stop their parts of deployments. Unknown
-    fields are ignored, so newer daemons can add fields freely.
+    interconnect addresses only, over mutual TLS pinned to the paired nodes'
+    certificates. Workers say hello to the head every heartbeat; the head asks
+    workers to start and stop their parts of deployments. Unknown fields are
+    ignored, so newer daemons can add fields freely.
     """
 
     def __init__(self, channel):
@@ -57,13 +58,15 @@ class PeerServiceStub:
 
 class PeerServiceServicer:
     """PeerService is the daemon-to-daemon protocol. It listens on port 7471 of the
-    interconnect addresses only. Workers say hello to the head every heartbeat;
-    the head asks workers to start and stop their parts of deployments. Unknown
-    fields are ignored, so newer daemons can add fields freely.
+    interconnect addresses only, over mutual TLS pinned to the paired nodes'
+    certificates. Workers say hello to the head every heartbeat; the head asks
+    workers to start and stop their parts of deployments. Unknown fields are
+    ignored, so newer daemons can add fields freely.
     """
 
     def Hello(self, request, context):
-        """Hello exchanges identities and versions; it doubles as the heartbeat.
+        """Hello exchanges identities and versions; it doubles as the heartbeat. The
+        first hello of a session (rendezvous) is answered with a new epoch.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -111,9 +114,10 @@ def add_PeerServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class PeerService:
     """PeerService is the daemon-to-daemon protocol. It listens on port 7471 of the
-    interconnect addresses only. Workers say hello to the head every heartbeat;
-    the head asks workers to start and stop their parts of deployments. Unknown
-    fields are ignored, so newer daemons can add fields freely.
+    interconnect addresses only, over mutual TLS pinned to the paired nodes'
+    certificates. Workers say hello to the head every heartbeat; the head asks
+    workers to start and stop their parts of deployments. Unknown fields are
+    ignored, so newer daemons can add fields freely.
     """
 
     @staticmethod
@@ -187,6 +191,94 @@ class PeerService:
             '/sparkd.peer.v1.PeerService/StopPart',
             sparkd_dot_peer_dot_v1_dot_peer__service__pb2.StopPartRequest.SerializeToString,
             sparkd_dot_peer_dot_v1_dot_peer__service__pb2.StopPartResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class PairingServiceStub:
+    """PairingService runs on a listener of its own (port 7473 of the interconnect
+    netdevs' link-local and interconnect addresses), open only while a pairing
+    token is live on the head. It uses TLS with the head's certificate, which the
+    worker pins to the node ID the operator gave it; the worker proves the token
+    bound to both node IDs. Messages are capped at 4 KiB and connections at 5 s.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.Join = channel.unary_unary(
+                '/sparkd.peer.v1.PairingService/Join',
+                request_serializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.JoinRequest.SerializeToString,
+                response_deserializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.JoinResponse.FromString,
+                _registered_method=True)
+
+
+class PairingServiceServicer:
+    """PairingService runs on a listener of its own (port 7473 of the interconnect
+    netdevs' link-local and interconnect addresses), open only while a pairing
+    token is live on the head. It uses TLS with the head's certificate, which the
+    worker pins to the node ID the operator gave it; the worker proves the token
+    bound to both node IDs. Messages are capped at 4 KiB and connections at 5 s.
+    """
+
+    def Join(self, request, context):
+        """Join pairs the calling worker with this head.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_PairingServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'Join': grpc.unary_unary_rpc_method_handler(
+                    servicer.Join,
+                    request_deserializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.JoinRequest.FromString,
+                    response_serializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.JoinResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'sparkd.peer.v1.PairingService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('sparkd.peer.v1.PairingService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class PairingService:
+    """PairingService runs on a listener of its own (port 7473 of the interconnect
+    netdevs' link-local and interconnect addresses), open only while a pairing
+    token is live on the head. It uses TLS with the head's certificate, which the
+    worker pins to the node ID the operator gave it; the worker proves the token
+    bound to both node IDs. Messages are capped at 4 KiB and connections at 5 s.
+    """
+
+    @staticmethod
+    def Join(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sparkd.peer.v1.PairingService/Join',
+            sparkd_dot_peer_dot_v1_dot_peer__service__pb2.JoinRequest.SerializeToString,
+            sparkd_dot_peer_dot_v1_dot_peer__service__pb2.JoinResponse.FromString,
             options,
             channel_credentials,
             insecure,
