@@ -43,7 +43,7 @@ def test_bare_lab_is_fresh_sparks_then_down_leaves_nothing(mgmt_capture: MgmtCap
         assert r.returncode != 0 and "not paired yet" in r.stderr
         # Pairing from a fresh start, as an operator does it: over the cable before any IPv4 address exists.
         begin = json.loads(client("spark1", "-o", "json", "peer", "pair", "begin").stdout)
-        r = client("spark2", "peer", "pair", "join", "--head", begin["nodeId"], "--token", begin["token"])
+        r = client("spark2", "peer", "pair", "join", "--head", begin["node_id"], "--token", begin["token"])
         assert r.returncode == 0 and "as index 1" in r.stdout, r.stdout + r.stderr
         # What host apply would do now: MTU and address on each twin (already up), and nccl.conf.
         plan = json.loads(client("spark2", "-o", "json", "host", "plan").stdout)
