@@ -31,7 +31,8 @@ class PeerInfo:
     state: PeerState
     key_fingerprint: str = ""
     sparkd_version: str = ""
-    last_seen: float = 0.0  # time.time() of the last hello exchanged
+    last_seen: float = 0.0  # time.time() of the last hello exchanged (shown)
+    seen: float = 0.0  # time.monotonic() of it (liveness: a wall-clock step never declares a peer down)
     rtt_us: int = 0
     last_error: str = ""
     epoch: int = 0

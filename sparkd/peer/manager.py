@@ -45,10 +45,8 @@ CAPABILITIES = ("epochs", "versions")
 CHANNEL_OPTIONS: list[tuple[str, object]] = [
     ("grpc.max_receive_message_length", MAX_RESPONSE_BYTES),
     ("grpc.max_send_message_length", MAX_RESPONSE_BYTES),
-    ("grpc.keepalive_time_ms", 1_000),
-    ("grpc.keepalive_timeout_ms", 2_000),
-    ("grpc.http2.max_pings_without_data", 0),
-    ("grpc.keepalive_permit_without_calls", 1),
+    # No keepalive pings: the hellos (every heartbeat) are the liveness check, and pings more often than the
+    # server allows would get the connection closed (GOAWAY too_many_pings).
     # Our session redials by itself (sparkd.peer.session); the channel's own backoff must not add to it.
     ("grpc.initial_reconnect_backoff_ms", 200),
     ("grpc.min_reconnect_backoff_ms", 200),
@@ -160,6 +158,7 @@ class PeerManager:
             key_fingerprint=member.fingerprint,
             sparkd_version=node.sparkd_version,
             last_seen=time.time(),
+            seen=time.monotonic(),
             rtt_us=rtt_us,
             epoch=epoch,
             protocol_version=min(node.protocol_max, PEER_PROTOCOL_MAX),
@@ -174,11 +173,11 @@ class PeerManager:
         self.set(info, reason)
 
     def expire(self) -> None:
-        now = time.time()
+        now = time.monotonic()
         for p in list(self._peers.values()):
-            if p.state is PeerState.CONNECTED and now - p.last_seen > self.config.peer.timeout_s:
+            if p.state is PeerState.CONNECTED and now - p.seen > self.config.peer.timeout_s:
                 self._sessions.pop(p.node_id, None)
-                silent = now - p.last_seen
+                silent = now - p.seen
                 self.set(dataclasses.replace(p, state=PeerState.DISCONNECTED), f"silent for {silent:.1f} s")
 
     async def monitor(self) -> None:

@@ -130,7 +130,7 @@ def build_peer_server(
     """The peer server; `authorize` replaces the role check only in tests that reach the handlers behind it."""
     server = grpc.aio.server(
         interceptors=[Interceptor(authorize or authorizer(membership), limits.PEER.max_streams)],
-        options=[*limits.PEER.options(), ("grpc.server_handshake_timeout_ms", tls.HANDSHAKE_TIMEOUT_MS)],
+        options=limits.PEER.options(),  # its handshake deadline (3 s) is within the 5 s before authentication
         maximum_concurrent_rpcs=limits.PEER.max_concurrent_rpcs,
     )
     pb_grpc.add_PeerServiceServicer_to_server(servicer, server)
@@ -160,6 +160,11 @@ def build_pairing_server(servicer: PairingServicer) -> grpc.aio.Server:
     return server
 
 
+#: What a listener should serve now: (addresses, a version of its credentials, the credentials' maker or None
+#: for "do not listen"). The credentials are made only when the version changed.
+Wanted = tuple[list[str], object, Callable[[], grpc.ServerCredentials] | None]
+
+
 class Listener:
     """Owns one gRPC server and keeps it bound to the addresses (and credentials) wanted now."""
 
@@ -168,7 +173,7 @@ class Listener:
         what: str,
         port: Callable[[], int],
         build: Callable[[], grpc.aio.Server],
-        wanted: Callable[[], Awaitable[tuple[list[str], grpc.ServerCredentials | None, object]]],
+        wanted: Callable[[], Awaitable[Wanted]],
     ) -> None:
         self.what, self.port, self.build, self.wanted = what, port, build, wanted
         self._server: grpc.aio.Server | None = None
@@ -177,7 +182,7 @@ class Listener:
 
     async def ensure(self) -> None:
         """Binds the addresses wanted now with the credentials wanted now; rebinds if either changed."""
-        addresses, credentials, version = await self.wanted()
+        addresses, version, credentials = await self.wanted()
         addresses = sorted(addresses) if credentials is not None else []
         if (addresses, version) == self._key:
             return
@@ -185,12 +190,13 @@ class Listener:
         self._key = (addresses, version)
         if not addresses or credentials is None:
             return
+        creds = credentials()
         server = self.build()
         bound = []
         for address in addresses:
             host = f"[{address}]" if ":" in address else address
             try:
-                if server.add_secure_port(f"{host}:{self.port()}", credentials):
+                if server.add_secure_port(f"{host}:{self.port()}", creds):
                     bound.append(address)
             except RuntimeError as e:
                 log.warning("peer.bind_failed", listener=self.what, address=address, error=str(e)[:200])

@@ -14,7 +14,6 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-import grpc
 import structlog
 
 from sparkd import __version__
@@ -29,6 +28,7 @@ from sparkd.peer.server import (
     LocalParts,
     PairingServicer,
     PeerServicer,
+    Wanted,
     build_pairing_server,
     build_peer_server,
 )
@@ -114,15 +114,15 @@ class PeerStack:
                     found.append(str(address.ip))
         return found
 
-    async def _peer_wanted(self) -> tuple[list[str], grpc.ServerCredentials | None, object]:
+    async def _peer_wanted(self) -> Wanted:
         peers = self.membership.peers()
         if not peers:
             return [], None, None
         version = tuple(sorted(m.fingerprint for m in peers))
-        credentials = tls.peer_server_credentials(self.keys, [m.cert_pem for m in peers])
-        return await self._interconnect_ipv4(), credentials, version
+        certs = [m.cert_pem for m in peers]
+        return await self._interconnect_ipv4(), version, lambda: tls.peer_server_credentials(self.keys, certs)
 
-    async def _pairing_wanted(self) -> tuple[list[str], grpc.ServerCredentials | None, object]:
+    async def _pairing_wanted(self) -> Wanted:
         if self.office.offer() is None:
             return [], None, None
         links = self.snapshot.links
@@ -130,7 +130,7 @@ class PeerStack:
         for netdev in await self.twins():
             link = links.get(netdev)
             addresses += [f"{ll}%{netdev}" for ll in (link.link_local if link else ())]
-        return addresses, tls.pairing_server_credentials(self.keys), "open"
+        return addresses, "open", lambda: tls.pairing_server_credentials(self.keys)
 
     # --- changes ------------------------------------------------------------------------------
 

@@ -209,7 +209,8 @@ def test_cli_follow_survives_a_daemon_restart_says_events_were_lost_and_exits_0_
         assert record["event"]["subject"] == "two" and record["event"]["position"] == str(new_position)
         assert record["reset"] is True and record["event"]["stream_id"] == second.system.bus.stream_id
         notices = drain(err)
-        assert any("unreachable" in n and f"reconnecting, resuming after #{position}" in n for n in notices)
+        # The daemon ends its streams as it stops (bus.close()), so the follower reconnects at once; whether it
+        # found the socket gone first ("unreachable ... reconnecting") depends on timing.
         assert any("sparkd restarted" in n and f"after #{position}" in n for n in notices)
         (third,) = publish(second, "three")  # and it goes on following the new daemon
         assert json.loads(out.get(timeout=20))["event"]["position"] == str(third)
