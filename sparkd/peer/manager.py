@@ -173,12 +173,15 @@ class PeerManager:
         self.set(info, reason)
 
     def expire(self) -> None:
+        """The head declares silent workers down. (A worker's session owns its view of the head.)"""
+        if self.membership.role != "head":
+            return
         now = time.monotonic()
         for p in list(self._peers.values()):
             if p.state is PeerState.CONNECTED and now - p.seen > self.config.peer.timeout_s:
                 self._sessions.pop(p.node_id, None)
-                silent = now - p.seen
-                self.set(dataclasses.replace(p, state=PeerState.DISCONNECTED), f"silent for {silent:.1f} s")
+                why = f"no hello for {now - p.seen:.1f} s (peer.timeout_s is {self.config.peer.timeout_s:g})"
+                self.set(dataclasses.replace(p, state=PeerState.DISCONNECTED, last_error=why), why)
 
     async def monitor(self) -> None:
         """Declares silent peers down on time (the head; a worker's session does its own)."""

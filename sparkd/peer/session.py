@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from typing import Any
 
 import grpc
 import structlog
@@ -46,6 +47,8 @@ class WorkerSession:
         self.head_boot_id = ""
         self._last_ok = 0.0  # time.monotonic() of the last hello that succeeded
         self._failures = 0
+        self._failing = False  # the last hello failed: a wake interrupts the next one and redials
+        self._again = False  # the last failure asks for another hello at once (a rendezvous, a redial)
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -61,13 +64,13 @@ class WorkerSession:
     async def run(self) -> None:
         while True:
             delay = self.config.peer.heartbeat_s
+            self._wake.clear()  # before the beat: a wake during it makes the next one come at once
             try:
                 delay = await self.beat()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("peer.heartbeat_error")
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), delay)
             except TimeoutError:
@@ -84,13 +87,19 @@ class WorkerSession:
             current = self.manager.peer(head.node_id)
             assert current is not None
         error = await self._hello(head.node_id, current)
+        self._failing = error is not None
         if error is None:
             self._failures = 0
             return self.config.peer.heartbeat_s
+        if self._again:
+            self._again = False
+            delay = 0.0
+        else:
+            delay = BACKOFF_S[min(self._failures, len(BACKOFF_S) - 1)]
         now = time.monotonic()
         connected = current.state is PeerState.CONNECTED
         if connected and now - self._last_ok <= self.config.peer.timeout_s:
-            return min(self.config.peer.heartbeat_s, self.config.peer.timeout_s / 6)  # a blip, perhaps
+            return min(delay, self.config.peer.heartbeat_s, self.config.peer.timeout_s / 6)  # a blip, perhaps
         state, message = error
         if connected:
             silent = now - self._last_ok
@@ -100,7 +109,6 @@ class WorkerSession:
         if message != current.last_error or state is not current.state:
             log.warning("peer.hello_failed", head=head.name, error=message[:300])
         self.manager.set(dataclasses.replace(current, state=state, last_error=message[:500]), message[:200])
-        delay = BACKOFF_S[min(self._failures, len(BACKOFF_S) - 1)]
         self._failures += 1
         return delay
 
@@ -116,7 +124,12 @@ class WorkerSession:
         t0 = time.perf_counter()
         try:
             stub = await self.manager.stub(head_id)
-            response = await stub.Hello(request, timeout=self.config.peer.timeout_s / 3)
+            call = asyncio.ensure_future(stub.Hello(request, timeout=self.config.peer.timeout_s / 3))
+            if self._failing and not await self._unless_woken(call):
+                await self.manager.drop_channel(head_id)
+                self._again = True
+                return self._down_state(current), "redialling: the link changed"
+            response = await call
             rtt = int((time.perf_counter() - t0) * 1e6)
             convert.check_hello(response.node)
             deployments = convert.summaries_from_proto(response.deployments)
@@ -144,12 +157,27 @@ class WorkerSession:
         self.manager.received(member, node, deployments, self.epoch, rtt)
         return None
 
+    async def _unless_woken(self, call: asyncio.Future[pb.HelloResponse]) -> bool:
+        """Waits for `call`; False (and `call` cancelled) if a wake came first: after failures, a link change
+        means the connection the call waits on may be dead while a fresh one would get through."""
+        woken: asyncio.Future[Any] = asyncio.ensure_future(self._wake.wait())
+        both: list[asyncio.Future[Any]] = [call, woken]
+        try:
+            done, _ = await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+        if call in done:
+            return True
+        call.cancel()
+        return False
+
     def _rpc_failed(self, e: grpc.aio.AioRpcError, current: PeerInfo) -> tuple[PeerState, str]:
         details = str(e.details())[:400]
         message = f"{e.code().name}: {details}"
         if e.code() is grpc.StatusCode.FAILED_PRECONDITION:
             self.epoch = 0  # a stale session, or a refusal: rendezvous next (which says which it is)
             if "stale session" in details:
+                self._again = True  # the head forgot this session: rendezvous at once
                 return self._down_state(current), message
             return PeerState.REFUSED, message
         if "CERTIFICATE_VERIFY_FAILED" in details or "certificate verify failed" in details.lower():

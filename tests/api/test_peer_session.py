@@ -71,7 +71,7 @@ def test_a_stopped_worker_is_declared_down_then_a_new_one_rendezvous() -> None:
         took = wait_state(head, peer_pb2.PEER_STATE_DISCONNECTED)
         print(f"head declared the stopped worker down after {took:.2f} s")
         events = head.run(lambda: [e for e in head.system.bus.recent if e.kind == "peer"])
-        assert events[-1].state == "DISCONNECTED" and "silent for" in events[-1].message
+        assert events[-1].state == "DISCONNECTED" and "no hello for" in events[-1].message
     finally:
         close_all([head])
         shutil.rmtree(worker.fake.root, ignore_errors=True)
