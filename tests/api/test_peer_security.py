@@ -27,7 +27,7 @@ from sparkd.peer.pairing import proof
 from sparkd.peer.v1 import peer_service_pb2 as peer_pb
 from sparkd.peer.v1 import peer_service_pb2_grpc as peer_grpc
 from sparkd.v1 import peer_pb2, peer_service_pb2
-from tests.api.conftest import Daemon, loopback_node, peer_channel
+from tests.api.conftest import Daemon, close_all, loopback_node, peer_channel
 
 SPEC = {"name": "evil", "framework": 1, "model": "/tmp/evil", "parallelism": {"pipeline": 2, "tensor": 1}}
 
@@ -199,7 +199,7 @@ def test_a_used_token_is_refused(worker: Daemon) -> None:
         assert error.code() == grpc.StatusCode.PERMISSION_DENIED
         assert paired_ids(head) == before
     finally:
-        third.close()
+        close_all([third])
 
 
 def pair_with_token(head: Daemon, node: Daemon, token: str) -> None:
@@ -373,3 +373,44 @@ def test_an_unprivileged_user_on_the_head_cannot_make_the_worker_start_anything(
     ).stdout.split()
     assert out == ["key-denied", "tls-refused"]
     assert worker.fake.systemd.units == {}
+
+
+def test_a_forged_announcement_of_the_heads_id_is_refused_by_the_joiner(worker: Daemon) -> None:
+    """Discovery is a claim: a node announcing the head's ID with a certificate of another key is refused
+    before anything is sent to it."""
+    import dataclasses
+
+    from sparkd.peer.discovery import Announcement
+
+    head = worker.cluster[0]
+    token = begin(head)
+    newcomer = loopback_node(2, head.system.config.peer.port, head.system.config.peer.pairing_port)
+    try:
+        real = head.system.peer.announcement()
+        forged = dataclasses.replace(real, cert_pem=stranger()[1].decode())
+
+        def forgery() -> Announcement:
+            return forged
+
+        newcomer.discovery.heard.append((forgery, "127.0.0.1", "enp1s0f1np1"))
+        with pytest.raises(grpc.RpcError) as e:
+            newcomer.admin.peers.JoinPairing(
+                peer_service_pb2.JoinPairingRequest(head_node_id=real.node_id, token=token, timeout_seconds=2)
+            )
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED and "never trusted" in str(e.value.details())
+        assert newcomer.system.membership.peers() == () and len(paired_ids(head)) == 1
+        assert head.ro.peers.ListPeers(peer_service_pb2.ListPeersRequest()).pairing.tries_left == 5  # never reached
+    finally:
+        close_all([newcomer])
+
+
+def test_joining_a_head_nobody_announces_says_what_to_check(worker: Daemon) -> None:
+    newcomer = loopback_node(2, 1, 2)
+    try:
+        with pytest.raises(grpc.RpcError) as e:
+            newcomer.admin.peers.JoinPairing(
+                peer_service_pb2.JoinPairingRequest(head_node_id="aaaaaaaaaaaaaaaa", token="b" * 20, timeout_seconds=1)
+            )
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE and "check the cable" in str(e.value.details())
+    finally:
+        close_all([newcomer])
