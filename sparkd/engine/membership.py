@@ -10,7 +10,7 @@ to contradict it.
 The record also holds each paired peer's certificate: the peer port trusts exactly
 these (mutual TLS pinned to the keys), and a peer is recognised by its certificate,
 never by its address. And it holds the head's epoch counter, bumped at every
-rendezvous and every start of the head, so a message from an older session is refused.
+rendezvous (saved before it is used), so a message from an older session is refused.
 
 The record is never trusted: it is read bounded, never through a link, validated in
 full, and one that fails is moved aside (`pairing.json.corrupt`) and the node starts
@@ -21,6 +21,7 @@ the operator), where guessing would not be.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import re
@@ -31,7 +32,8 @@ from typing import Any
 import structlog
 
 from sparkd.config import Config
-from sparkd.errors import PreconditionFailed
+from sparkd.errors import HostOperationFailed, PreconditionFailed
+from sparkd.files import NotARegularFile
 from sparkd.host.protocols import Files
 
 log = structlog.get_logger(__name__)
@@ -141,7 +143,18 @@ class Membership:
             if data is None:
                 return Record()
             return parse(data)
-        except (OSError, ValueError, UnicodeDecodeError) as e:  # OSError: a link, a FIFO, a directory
+        except OSError as e:
+            if not isinstance(e, NotARegularFile) and e.errno not in (errno.ELOOP, errno.EISDIR):
+                # EIO, EMFILE, EACCES...: not a bad record, and no reason to forget whom this node trusts.
+                raise HostOperationFailed(
+                    f"cannot read {self.path}: {e.strerror}; fix the state directory and start sparkd again",
+                    path=self.path,
+                ) from e
+            aside = f"{self.path}.corrupt"  # a link, a FIFO, a directory: not a record sparkd wrote
+            self.files.rename(self.path, aside)
+            log.error("pairing.record_corrupt", path=self.path, moved_to=aside, error="not a regular file")
+            return Record()
+        except (ValueError, UnicodeDecodeError) as e:
             aside = f"{self.path}.corrupt"
             self.files.rename(self.path, aside)
             log.error("pairing.record_corrupt", path=self.path, moved_to=aside, error=str(e)[:300])

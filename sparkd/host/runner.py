@@ -36,9 +36,11 @@ class SubprocessRunner:
             async with asyncio.timeout(timeout):
                 stdout, stderr = await process.communicate()
         except TimeoutError:
-            process.kill()
-            await process.wait()
             raise HostOperationFailed(f"{argv[0]} did not finish within {timeout:g} s", command=argv[0]) from None
+        finally:
+            if process.returncode is None:  # timed out, or the caller was cancelled: the child goes too
+                process.kill()
+                await asyncio.shield(process.wait())
         return CommandResult(
             tuple(argv),
             process.returncode if process.returncode is not None else -1,

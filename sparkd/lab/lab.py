@@ -106,7 +106,7 @@ def _daemon_unit_spec(node: str) -> UnitSpec:
         name=daemon_unit(node),
         argv=[sys.executable, "-m", "sparkd", "run", "--config", str(node_dir(node) / "sparkd.toml")],
         description=f"sparkd (lab node {node})",
-        environment={"PATH": f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin"},
+        environment={"PATH": f"{Path(sys.executable).parent}:/usr/sbin:/usr/bin:/sbin:/bin", "GRPC_VERBOSITY": "ERROR"},
         network_namespace_path=f"/run/netns/{node}",
         service_type="notify",
         restart="on-failure",

@@ -413,12 +413,22 @@ class Discovery:
         key = (a.node_id, ep.netdev, str(source))
         old = self._table.get(key)
         if old is None and len(self._table) >= MAX_SIGHTINGS:
+            # Full (a flood of claims?): the stalest entry makes room, so a live node is never shut out for long.
             self.ignored += 1
             self._warn("full", "discovery.table_full", ifname=ep.netdev, limit=MAX_SIGHTINGS)
-            return
+            del self._table[min(self._table, key=lambda k: self._table[k].last_seen)]
         self._table[key] = Sighting(a, str(source), ep.netdev, time.monotonic())
         if old is None or old.announcement != a:
-            log.info("discovery.peer_seen", node_id=a.node_id, name=a.name, ifname=ep.netdev, address=str(source))
+            # Rate-limited: a claim costs the sender one datagram, and it must not cost the journal a line each.
+            if (held := self._limits["seen"].allow()) is not None:
+                log.info(
+                    "discovery.peer_seen",
+                    held=held,
+                    node_id=a.node_id,
+                    name=a.name,
+                    ifname=ep.netdev,
+                    address=str(source),
+                )
             self._new.set()
             self._new = asyncio.Event()
             if old is None and self._datagram:

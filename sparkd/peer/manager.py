@@ -82,7 +82,19 @@ class PeerManager:
         self._peers: dict[str, PeerInfo] = {}
         self._sessions: dict[str, Session] = {}  # the head's, by worker node ID
         self._channels: dict[str, grpc.aio.Channel] = {}
+        self._pinned: dict[str, tuple[int, str]] = {}  # node ID -> (index, certificate) its channel was made for
+        self._closing: set[asyncio.Task[None]] = set()
         self.sync()
+
+    def _forget_channel(self, node_id: str) -> None:
+        """Drops the channel to a peer (closed in the background), so the next call dials afresh."""
+        channel = self._channels.pop(node_id, None)
+        self._pinned.pop(node_id, None)
+        if channel is None:
+            return
+        task = asyncio.get_running_loop().create_task(channel.close(grace=None))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     # --- the table ----------------------------------------------------------------------------
 
@@ -100,9 +112,14 @@ class PeerManager:
             if node_id not in members:
                 del self._peers[node_id]
                 self._sessions.pop(node_id, None)
+                self._forget_channel(node_id)
                 self.bus.forget("peer", node_id)
         for node_id, m in members.items():
             current = self._peers.get(node_id)
+            pinned = self._pinned.get(node_id)
+            if pinned != (m.index, m.cert_pem):  # a channel dials an address and trusts a certificate: both pinned
+                self._forget_channel(node_id)
+                self._pinned[node_id] = (m.index, m.cert_pem)
             if current is None or current.key_fingerprint != m.fingerprint or current.index != m.index:
                 self._peers[node_id] = PeerInfo(
                     node_id, m.name, m.role, m.index, self.address_of(m.index), PeerState.CONNECTING, m.fingerprint

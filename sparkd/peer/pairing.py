@@ -59,6 +59,7 @@ TOKEN_CHARS = 20  # base32: 100 bits
 MAX_TTL_S = 900.0
 MAX_TRIES = 5
 TOKEN_RE = re.compile(r"[a-z2-7]{20}")
+CERT_RE = re.compile(r"-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]{64,1900}-----END CERTIFICATE-----\n?")
 
 CertId = Callable[[str], Awaitable[tuple[str, str]]]  # certificate PEM -> (node ID, fingerprint)
 
@@ -140,7 +141,7 @@ class PairingOffice:
             self.on_change()
 
     def _failed(self, offer: Offer, what: str, peer: str) -> PermissionDenied:
-        offer.tries_left -= 1
+        """The refusal of a join whose try is already counted (see `_join`)."""
         log.warning("pairing.refused", peer=peer, reason=what, tries_left=offer.tries_left)
         if offer.tries_left <= 0 and self._offer is offer:
             self.close(f"{MAX_TRIES} failed tries")
@@ -175,6 +176,14 @@ class PairingOffice:
             )
         if bad:
             raise InvalidSpec(bad)
+        # The try counts from here, before any await: a join cancelled or timed out while its certificate is
+        # read is a try all the same (else a caller could spawn certificate readers without end).
+        if offer.tries_left <= 0:  # used up by joins that never finished
+            self.close(f"{MAX_TRIES} tries")
+            raise PermissionDenied("pairing is closed after failed tries: run `peer pair begin` again", peer=caller)
+        offer.tries_left -= 1
+        if not CERT_RE.fullmatch(request.cert_pem):
+            raise self._failed(offer, "the join's certificate is unusable: not one PEM certificate", caller)
         try:
             worker_id, fingerprint = await self.cert_id(request.cert_pem)
         except ValueError as e:

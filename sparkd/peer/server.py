@@ -16,6 +16,8 @@ messages, 5 s to finish the TLS handshake, connections closed after 5 s.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -152,6 +154,7 @@ def build_pairing_server(servicer: PairingServicer) -> grpc.aio.Server:
             ("grpc.max_connection_age_ms", tls.HANDSHAKE_TIMEOUT_MS),
             ("grpc.max_connection_age_grace_ms", 1_000),
             ("grpc.max_concurrent_streams", 4),
+            ("grpc.max_allowed_incoming_connections", 8),  # file descriptors: an unauthenticated flood stays small
             ("grpc.so_reuseport", 0),
         ],
         maximum_concurrent_rpcs=8,
@@ -179,16 +182,26 @@ class Listener:
         self._server: grpc.aio.Server | None = None
         self._key: tuple[list[str], object] = ([], None)
         self.bound: list[str] = []
+        self._lock = asyncio.Lock()  # one (re)bind at a time: a change, a host apply and housekeeping overlap
+        self._partial: tuple[tuple[list[str], object], float] | None = None  # (wanted, when) of a partial bind
 
     async def ensure(self) -> None:
-        """Binds the addresses wanted now with the credentials wanted now; rebinds if either changed."""
+        """Binds the addresses wanted now with the credentials wanted now; rebinds if either changed. What it
+        binds is recorded only once every address is bound and the server started: a failed bind (a port
+        squatted, an address still tentative) is retried at the next call."""
+        async with self._lock:
+            await self._ensure()
+
+    async def _ensure(self) -> None:
         addresses, version, credentials = await self.wanted()
         addresses = sorted(addresses) if credentials is not None else []
         if (addresses, version) == self._key:
             return
-        await self.stop()
-        self._key = (addresses, version)
+        if self._partial and self._partial[0] == (addresses, version) and time.monotonic() - self._partial[1] < 10:
+            return  # some address would not bind: retried every 10 s, not at every call (a rebind drops calls)
+        await self._stop()
         if not addresses or credentials is None:
+            self._key = (addresses, version)
             return
         creds = credentials()
         server = self.build()
@@ -200,11 +213,22 @@ class Listener:
                     bound.append(address)
             except RuntimeError as e:
                 log.warning("peer.bind_failed", listener=self.what, address=address, error=str(e)[:200])
+        if not bound:
+            self._partial = ((addresses, version), time.monotonic())
+            return
         await server.start()
         self._server, self.bound = server, bound
+        if bound == addresses:
+            self._key, self._partial = (addresses, version), None
+        else:
+            self._partial = ((addresses, version), time.monotonic())
         log.info("peer.listening", listener=self.what, addresses=bound, port=self.port())
 
     async def stop(self) -> None:
+        async with self._lock:
+            await self._stop()
+
+    async def _stop(self) -> None:
         if self._server is not None:
             await self._server.stop(grace=0.5)
         self._server, self.bound, self._key = None, [], ([], None)

@@ -50,6 +50,15 @@ class WorkerSession:
         self._failing = False  # the last hello failed: a wake interrupts the next one and redials
         self._again = False  # the last failure asks for another hello at once (a rendezvous, a redial)
         self._wake = asyncio.Event()
+        self._head_id = ""
+        self.sync()
+
+    def sync(self) -> None:
+        """After pairing changed: a new (or no) head starts from a rendezvous, with no boot ID known."""
+        head = self.membership.head()
+        node_id = head.node_id if head else ""
+        if node_id != self._head_id:
+            self._head_id, self.epoch, self.head_boot_id = node_id, 0, ""
 
     def wake(self) -> None:
         """Redial at once if the head is not connected (netlink reported a link change; pairing changed)."""

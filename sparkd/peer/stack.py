@@ -118,7 +118,7 @@ class PeerStack:
         peers = self.membership.peers()
         if not peers:
             return [], None, None
-        version = tuple(sorted(m.fingerprint for m in peers))
+        version = tuple(sorted(m.cert_pem for m in peers))  # the certificates themselves: a re-issued one counts
         certs = [m.cert_pem for m in peers]
         return await self._interconnect_ipv4(), version, lambda: tls.peer_server_credentials(self.keys, certs)
 
@@ -136,6 +136,7 @@ class PeerStack:
 
     async def changed(self) -> None:
         self.manager.sync()
+        self.session.sync()
         self.session.wake()
         await self.ensure()
 

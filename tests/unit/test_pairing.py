@@ -370,6 +370,34 @@ def test_concurrent_joins_use_the_token_once(tmp_path: Path, head: Head, worker:
     assert len(head.node.membership.peers()) == 1
 
 
+def test_a_join_cancelled_while_its_certificate_is_read_still_costs_a_try(head: Head, worker: Node) -> None:
+    """Else a caller could time out joins on purpose and make the head read certificates without end."""
+    reading = asyncio.Event()
+
+    async def hanging_cert_id(pem: str) -> tuple[str, str]:
+        reading.set()
+        await asyncio.Event().wait()  # a child process that never answers
+        raise AssertionError
+
+    head.office.cert_id = hanging_cert_id
+    token, offer = head.office.begin(TTL)
+
+    async def cancelled_joins() -> None:
+        for _ in range(pairing.MAX_TRIES):
+            reading.clear()
+            task = asyncio.ensure_future(
+                head.office.join(_request(token, head.node.ident.node_id, worker.ident), CALLER)
+            )
+            await reading.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    asyncio.run(cancelled_joins())
+    assert offer.tries_left == 0
+    _refused_unchanged(head, _request(token, head.node.ident.node_id, worker.ident), match="no pairing is open|closed")
+
+
 # --- the worker's check of the head's answer --------------------------------------------------------------------------
 
 
