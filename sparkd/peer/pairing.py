@@ -242,6 +242,8 @@ class Finder(Protocol):
 
     async def wait_for(self, node_id: str, timeout: float) -> Sighting | None: ...
 
+    def sightings(self) -> list[Sighting]: ...
+
 
 class Joiner:
     """The worker's side of pairing (see the module docstring)."""
@@ -283,17 +285,8 @@ class Joiner:
                 f"within {timeout:g} s; check the cable and that `peer pair begin` runs on the head",
                 peer=head_id,
             )
+        sighting, fingerprint = await self._verified(head_id, sighting)
         cert = sighting.announcement.cert_pem
-        try:
-            claimed, fingerprint = await self.cert_id(cert)
-        except ValueError:
-            claimed, fingerprint = "", ""
-        if claimed != head_id:
-            raise PermissionDenied(
-                f"the node announcing ID {head_id} on {sighting.netdev} presents a certificate for "
-                f"{claimed or 'no usable key'}: refusing it (a discovery claim is checked, never trusted)",
-                peer=head_id,
-            )
         target = await self._target(sighting)
         request = pb.JoinRequest(
             name=self.config.node.name,
@@ -318,6 +311,28 @@ class Joiner:
         self.bus.publish("pairing", head.name, "paired", f"joined head {head_id} as index {response.index}")
         log.info("pairing.joined", head=head.name, node_id=head_id, index=response.index)
         return head
+
+    async def _verified(self, head_id: str, first: Sighting) -> tuple[Sighting, str]:
+        """The first sighting of `head_id` whose certificate's key hashes to it, and its fingerprint. Every
+        claim of the ID is tried (at most 8, one reading per distinct certificate): a forged claim must not
+        hide the real head."""
+        claims = [first, *(s for s in self.finder.sightings() if s.announcement.node_id == head_id and s != first)]
+        seen: dict[str, tuple[str, str]] = {}
+        for sighting in claims[:8]:
+            cert = sighting.announcement.cert_pem
+            if cert not in seen:
+                try:
+                    seen[cert] = await self.cert_id(cert)
+                except ValueError:
+                    seen[cert] = ("", "")
+            claimed, fingerprint = seen[cert]
+            if claimed == head_id:
+                return sighting, fingerprint
+        raise PermissionDenied(
+            f"the node announcing ID {head_id} on {first.netdev} presents a certificate for another key or none: "
+            "refusing it (a discovery claim is checked, never trusted)",
+            peer=head_id,
+        )
 
     async def _target(self, sighting: Sighting) -> str:
         """The dial target of the head's pairing listener, after checking it is on the interconnect."""

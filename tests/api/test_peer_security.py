@@ -414,3 +414,28 @@ def test_joining_a_head_nobody_announces_says_what_to_check(worker: Daemon) -> N
         assert e.value.code() == grpc.StatusCode.UNAVAILABLE and "check the cable" in str(e.value.details())
     finally:
         close_all([newcomer])
+
+
+def test_a_forged_claim_does_not_hide_the_real_head(worker: Daemon) -> None:
+    """Two nodes claim the head's ID: the joiner checks every claim and pairs with the one whose key it is."""
+    import dataclasses
+
+    from sparkd.peer.discovery import Announcement
+
+    head = worker.cluster[0]
+    token = begin(head)
+    newcomer = loopback_node(2, head.system.config.peer.port, head.system.config.peer.pairing_port)
+    try:
+        real = head.system.peer.announcement
+        forged = dataclasses.replace(real(), cert_pem=stranger()[1].decode())
+
+        def forgery() -> Announcement:
+            return forged
+
+        newcomer.discovery.heard += [(forgery, "127.0.0.9", "enp1s0f1np1"), (real, "127.0.0.1", "enp1s0f1np1")]
+        answer = newcomer.admin.peers.JoinPairing(
+            peer_service_pb2.JoinPairingRequest(head_node_id=real().node_id, token=token, timeout_seconds=5)
+        )
+        assert answer.index == 2 and newcomer.system.identity.node_id in paired_ids(head)
+    finally:
+        close_all([newcomer])
