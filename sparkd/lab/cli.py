@@ -38,6 +38,18 @@ def _down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reboot(args: argparse.Namespace) -> int:
+    from sparkd.lab import lab
+
+    log.configure("console")
+    try:
+        lab.reboot(args.node)
+    except lab.LabError as e:
+        print(f"sparkd lab: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _status(args: argparse.Namespace) -> int:
     from sparkd.lab import lab
 
@@ -107,4 +119,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     e.add_argument("node")
     e.add_argument("cmd", nargs=argparse.REMAINDER)
     e.set_defaults(func=_exec)
+    r = verbs.add_parser("reboot", help="a new boot ID for a node and its sparkd restarted (units keep running)")
+    r.add_argument("node")
+    r.set_defaults(func=_reboot)
     verbs.add_parser("down", help="remove everything the lab created").set_defaults(func=_down)

@@ -13,6 +13,7 @@ import shutil
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -258,6 +259,44 @@ def _reap_when_done(pid: int) -> None:
             pass  # already reaped (subprocess's own clean-up)
 
     threading.Thread(target=reap, name="sandbox-reaper", daemon=True).start()
+
+
+async def _restart_transient(spec: UnitSpec) -> None:
+    """Stops a transient unit, waits until systemd has unloaded it, and starts it afresh."""
+    systemd = DbusSystemd()
+    try:
+        await systemd.stop(spec.name)
+        deadline = time.monotonic() + 20
+        while (await systemd.state(spec.name)).load_state != "not-found":
+            if time.monotonic() > deadline:
+                raise LabError(f"{spec.name} did not stop within 20 s; see `journalctl -u {spec.name}`")
+            await asyncio.sleep(0.1)
+        await systemd.start(spec)
+    finally:
+        await systemd.close()
+
+
+def reboot(node: str, log: Callable[[str], None] = print) -> str:
+    """Simulates a reboot of `node` as far as sparkd can tell: a new boot ID under the node's sysroot, and its
+    daemon restarted (the lab's nodes share this machine's kernel, so nothing else restarts: the node's
+    deployment units keep running). Returns the new boot ID once the daemon answers again."""
+    state = LabState.load()
+    if state is None or node not in state.nodes:
+        raise LabError(f"no lab node {node!r} (is the lab up? `sparkd lab status`)")
+    boot_id = str(uuid.uuid4())
+    (sysroot(node) / "proc/sys/kernel/random/boot_id").write_text(boot_id + "\n")
+    asyncio.run(_restart_transient(_daemon_unit_spec(node)))
+    client = Client(str(admin_socket(node)))
+    try:
+        _wait(
+            f"sparkd on {node}",
+            30,
+            lambda: client.call(client.node.GetVersion, node_service_pb2.GetVersionRequest(), timeout=2),
+        )
+    finally:
+        client.close()
+    log(f"{node} rebooted: boot ID {boot_id}")
+    return boot_id
 
 
 def down(log: Callable[[str], None] = print) -> None:

@@ -352,3 +352,19 @@ def test_deploy_down_with_a_silent_worker_stops_what_it_can_and_can_be_retried(d
     assert r.returncode == 0, r.stderr
     assert units("sparkd-demo-*.service") == []
     assert status("spark1")["deployments"] == [] and status("spark2")["deployments"] == []
+
+
+def test_a_rebooted_worker_rendezvous_with_its_new_boot_id_under_a_new_epoch(no_deployment: None) -> None:
+    """`sparkd lab reboot`: the worker's sparkd comes back with another boot ID; the head sees a new session."""
+    (before,) = status("spark1")["peers"]
+    r = sparkd("lab", "reboot", "spark2")
+    assert r.returncode == 0, r.stderr
+    wait_for(
+        "the head to see spark2 back with its new boot ID",
+        lambda: (
+            (p := status("spark1")["peers"][0])["state"] == "PEER_STATE_CONNECTED" and p["boot_id"] != before["boot_id"]
+        ),
+    )
+    (after,) = status("spark1")["peers"]
+    assert int(after["epoch"]) > int(before["epoch"]) and after["node_id"] == before["node_id"]
+    assert after["boot_id"] == (lab_mod.sysroot("spark2") / "proc/sys/kernel/random/boot_id").read_text().strip()
