@@ -98,7 +98,8 @@ def cert_public_key(cert_pem: str) -> bytes:
     return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def _make_cert(key: ec.EllipticCurvePrivateKey, node_id: str) -> str:
+def make_cert(key: ec.EllipticCurvePrivateKey, node_id: str) -> str:
+    """The self-signed certificate sparkd makes for `key` under the name of `node_id` (see the module docstring)."""
     import datetime
 
     from cryptography import x509
@@ -132,7 +133,7 @@ def _ensure_cert(state_dir: Path, key: ec.EllipticCurvePrivateKey) -> Identity:
             return dataclasses.replace(ident, cert_pem=pem)
     except (OSError, NotARegularFile, ValueError, UnicodeDecodeError):
         pass
-    pem = _make_cert(key, ident.node_id)
+    pem = make_cert(key, ident.node_id)
     try:
         _write_atomically(state_dir, path, pem.encode(), 0o644)
     except OSError as e:

@@ -130,7 +130,7 @@ class System:
         )
         self.servicers = Servicers(
             node=NodeServicer(self.inventory),
-            host=HostServicer(self.configurator, self._after_apply),
+            host=HostServicer(self.configurator, self._peer_changed),
             peers=LocalPeerServicer(
                 self.peers, membership, self.peer.office, self.peer.joiner, self.bus, self._peer_changed
             ),
@@ -159,10 +159,6 @@ class System:
             network_namespace_path=self.config.units.network_namespace_path,
         )
 
-    async def _after_apply(self) -> None:
-        await self.loop.run_once()
-        await self.peer.changed()
-
     def _twins(self) -> Twins | None:
         s = self.snapshot
         try:
@@ -188,7 +184,7 @@ class System:
             await asyncio.sleep(60)
 
     async def _peer_changed(self) -> None:
-        """After pairing: the links afresh (the pairing listener binds the link-local addresses present now)."""
+        """After pairing or a host apply: the links afresh (the listeners bind the addresses present now)."""
         await self.loop.observe_links()
         await self.peer.changed()
 

@@ -15,6 +15,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC
 
 import grpc
@@ -99,25 +100,31 @@ class Watcher:
         if not self.follow:
             self.once()
             return
-        delay, outage = FIRST_DELAY, False
-        while True:
-            try:
-                if self.once():
-                    delay, outage = FIRST_DELAY, False
-            except ClientError as e:
-                if e.code not in RETRY:
-                    raise
-                if not outage:
-                    print(
-                        f"sparkctl-client: sparkd at {self.client.socket_path} unreachable ({e.code.name}: "
-                        f"{e.message}); reconnecting, resuming after #{self.position} (Ctrl-C to stop)",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    outage = True
-            # The stream ended: the daemon stops (or restarts). Back off, then resume after the last event.
-            time.sleep(delay)
-            delay = min(MAX_DELAY, delay * 2)
+        follow(self.client, self.once, lambda: f", resuming after #{self.position}")
+
+
+def follow(client: Client, once: Callable[[], bool], resuming: Callable[[], str] = lambda: "") -> None:
+    """Runs `once()` (one stream, until it ends) again and again: when a stream ends (the daemon stops or
+    restarts) or the daemon is unreachable, it backs off (FIRST_DELAY doubling to MAX_DELAY; back to
+    FIRST_DELAY after a `once()` that got something) and says so once per outage. Returns never."""
+    delay, outage = FIRST_DELAY, False
+    while True:
+        try:
+            if once():
+                delay, outage = FIRST_DELAY, False
+        except ClientError as e:
+            if e.code not in RETRY:
+                raise
+            if not outage:
+                print(
+                    f"sparkctl-client: sparkd at {client.socket_path} unreachable ({e.code.name}: "
+                    f"{e.message}); reconnecting{resuming()} (Ctrl-C to stop)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                outage = True
+        time.sleep(delay)
+        delay = min(MAX_DELAY, delay * 2)
 
 
 def events(client: Client, args: argparse.Namespace) -> None:

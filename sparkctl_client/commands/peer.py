@@ -26,7 +26,7 @@ from google.protobuf.message import Message
 from sparkctl_client import exit_codes
 from sparkctl_client.client import Client, ClientError
 from sparkctl_client.commands import render
-from sparkctl_client.commands.events import FIRST_DELAY, MAX_DELAY, RETRY
+from sparkctl_client.commands.events import follow
 from sparkd.v1 import event_service_pb2, node_pb2, node_service_pb2, peer_service_pb2
 
 NODE_ID_RE = re.compile(r"[a-z2-7]{16}")
@@ -194,30 +194,20 @@ class Watch:
             time.sleep(POLL_S)
 
     def run(self) -> None:
-        delay, outage, polling = FIRST_DELAY, False, False
-        while True:
+        polling = False
+
+        def once() -> bool:
+            nonlocal polling
             try:
-                if polling:
-                    self.poll()
-                else:
-                    self.once()
-                delay, outage = FIRST_DELAY, False
+                self.poll() if polling else self.once()
             except ClientError as e:
-                if e.code is grpc.StatusCode.UNIMPLEMENTED and not polling:  # a daemon older than WatchEvents
-                    polling = True
-                    continue
-                if e.code not in RETRY:
+                if e.code is not grpc.StatusCode.UNIMPLEMENTED or polling:
                     raise
-                if not outage:
-                    print(
-                        f"sparkctl-client: sparkd at {self.client.socket_path} unreachable ({e.code.name}: "
-                        f"{e.message}); reconnecting (Ctrl-C to stop)",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    outage = True
-            time.sleep(delay)
-            delay = min(MAX_DELAY, delay * 2)
+                polling = True  # a daemon older than WatchEvents
+                self.poll()
+            return True
+
+        follow(self.client, once)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

@@ -24,7 +24,7 @@ import structlog
 from sparkd import PEER_PROTOCOL_MAX, PEER_PROTOCOL_MIN, __version__
 from sparkd.config import Config
 from sparkd.engine.membership import Member, Membership
-from sparkd.errors import PeerUnavailable, PreconditionFailed
+from sparkd.errors import PeerUnavailable, PermissionDenied, PreconditionFailed
 from sparkd.events import EventBus
 from sparkd.identity import Identity
 from sparkd.model.deployment import Assignment, DeploymentSpec, DeploymentState, PartSummary, WorkerInfo
@@ -208,11 +208,14 @@ class PeerManager:
 
     # --- the head's side ----------------------------------------------------------------------
 
-    def handle_hello(self, request: pb.HelloRequest, member: Member) -> pb.HelloResponse:
-        """A worker's hello, received by the head; `member` is the peer the TLS layer authenticated."""
+    def handle_hello(self, request: pb.HelloRequest, member: Member | None) -> pb.HelloResponse:
+        """A worker's hello, received by the head; `member` is the peer the TLS layer authenticated (None only
+        where the authorizer is lifted: the hello is checked all the same, then refused)."""
         if self.membership.role != "head":
             raise PreconditionFailed("this node is not the head; workers say hello to the head only")
         convert.check_hello(request.node)
+        if member is None:
+            raise PermissionDenied("Hello may not be called by a caller without a paired key")
         node = request.node
         deployments = convert.summaries_from_proto(request.deployments)
         expected = self.address_of(member.index)

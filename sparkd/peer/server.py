@@ -92,15 +92,8 @@ class PeerServicer(pb_grpc.PeerServiceServicer):  # type: ignore[misc]
     def __init__(self, peers: PeerManager, session: WorkerSession, parts: LocalParts) -> None:
         self.peers, self.session, self.parts = peers, session, parts
 
-    def _member(self, context: grpc.aio.ServicerContext) -> Member:
-        member = caller(self.peers.membership, context)
-        if member is None:  # the authorizer ran first; this is only the type narrowing
-            raise PermissionDenied("no paired key")
-        return member
-
     async def Hello(self, request: pb.HelloRequest, context: grpc.aio.ServicerContext) -> pb.HelloResponse:
-        convert.check_hello(request.node)
-        return self.peers.handle_hello(request, self._member(context))
+        return self.peers.handle_hello(request, caller(self.peers.membership, context))
 
     async def StartPart(self, request: pb.StartPartRequest, context: grpc.aio.ServicerContext) -> pb.StartPartResponse:
         self.session.check_epoch(request.epoch)

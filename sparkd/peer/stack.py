@@ -20,7 +20,8 @@ from sparkd import __version__
 from sparkd.host.protocols import Host
 from sparkd.identity import cert_node_id_in_subprocess
 from sparkd.peer import tls
-from sparkd.peer.discovery import Announcement, Discovery, Sighting
+from sparkd.peer.announcement import Announcement
+from sparkd.peer.discovery import Discovery, Sighting
 from sparkd.peer.manager import PeerManager
 from sparkd.peer.pairing import Joiner, PairingOffice
 from sparkd.peer.server import (

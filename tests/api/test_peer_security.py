@@ -6,7 +6,6 @@ started, no peer stored). The attackers use real TLS stacks and real keys of the
 
 from __future__ import annotations
 
-import datetime
 import os
 import socket
 import subprocess
@@ -16,10 +15,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from sparkd import identity
 from sparkd.identity import tls_name
@@ -49,24 +46,11 @@ def stranger() -> tuple[bytes, bytes]:
 
 
 def impostor_of(victim: Daemon) -> tuple[bytes, bytes]:
-    """A key of the attacker's, in a certificate that carries the victim's name (CN and SAN)."""
+    """A key of the attacker's, in a certificate that carries the victim's name (CN and SAN), made the way
+    sparkd makes its own."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, tls_name(victim.system.identity.node_id))])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(tls_name(victim.system.identity.node_id))]), False)
-        .sign(key, hashes.SHA256())
-    )
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    return pem, cert.public_bytes(serialization.Encoding.PEM)
+    return pem, identity.make_cert(key, victim.system.identity.node_id).encode()
 
 
 def call_start(worker: Daemon, key: bytes | None, cert: bytes | None) -> grpc.RpcError:
@@ -380,7 +364,7 @@ def test_a_forged_announcement_of_the_heads_id_is_refused_by_the_joiner(worker: 
     before anything is sent to it."""
     import dataclasses
 
-    from sparkd.peer.discovery import Announcement
+    from sparkd.peer.announcement import Announcement
 
     head = worker.cluster[0]
     token = begin(head)
@@ -420,7 +404,7 @@ def test_a_forged_claim_does_not_hide_the_real_head(worker: Daemon) -> None:
     """Two nodes claim the head's ID: the joiner checks every claim and pairs with the one whose key it is."""
     import dataclasses
 
-    from sparkd.peer.discovery import Announcement
+    from sparkd.peer.announcement import Announcement
 
     head = worker.cluster[0]
     token = begin(head)

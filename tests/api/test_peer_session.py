@@ -11,7 +11,6 @@ import grpc
 import pytest
 
 from sparkd.errors import PreconditionFailed
-from sparkd.model.versions import Versions
 from sparkd.peer.v1 import peer_service_pb2 as peer_pb
 from sparkd.v1 import deployment_service_pb2, peer_pb2, peer_service_pb2
 from tests.api.conftest import Daemon, close_all, loopback_cluster, wait_connected
@@ -106,9 +105,3 @@ def test_versions_that_differ_refuse_a_deployment_naming_both_sides(cluster: lis
         time.sleep(0.05)
     head.admin.deployments.CreateDeployment(deployment_service_pb2.CreateDeploymentRequest(spec=SPEC))
     assert "sparkd-gate-rank1.service" in worker.fake.systemd.units
-
-
-def test_only_versions_are_gated_not_unknowns() -> None:
-    from sparkd.model.versions import blocking, compare
-
-    assert blocking(compare(Versions("0.1.0"), Versions("0.1.0", driver="580.95.05"), "a", "b")) == []

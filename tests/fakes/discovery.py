@@ -11,7 +11,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from sparkd.peer.discovery import Announcement, Sighting
+from sparkd.peer.announcement import Announcement
+from sparkd.peer.discovery import Sighting
 
 
 class FakeDiscovery:

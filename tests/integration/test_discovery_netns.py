@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 
 from sparkd.lab.fixtures import TWIN_A, TWIN_B
-from sparkd.peer.discovery import GROUP, PORT, Announcement, encode
+from sparkd.peer.announcement import Announcement, encode
+from sparkd.peer.discovery import GROUP, PORT
 from tests.integration.conftest import Pair
 from tests.unit.test_discovery_codec import certificate
 
@@ -38,7 +39,8 @@ NODE = """
 import asyncio, dataclasses, json, sys, time
 import structlog
 structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
-from sparkd.peer.discovery import Announcement, Discovery
+from sparkd.peer.announcement import Announcement
+from sparkd.peer.discovery import Discovery
 
 def out(obj):
     sys.stdout.write(json.dumps(obj) + "\\n")

@@ -7,20 +7,17 @@ ValueError (MalformedAnnouncement) that names the field, and raise nothing else,
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 from functools import cache
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparkd.peer.discovery import (
+from sparkd.identity import make_cert
+from sparkd.peer.announcement import (
     MAGIC,
     MAX_DATAGRAM,
     Announcement,
@@ -34,22 +31,8 @@ NODE_ID = "abcdefghijklmnop"
 
 @cache
 def certificate() -> str:
-    """A real self-signed P-256 certificate, as sparkd's identity would make one."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, NODE_ID)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + datetime.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    """A real self-signed P-256 certificate, as sparkd's identity makes one."""
+    return make_cert(ec.generate_private_key(ec.SECP256R1()), NODE_ID)
 
 
 def announcement(**changes: Any) -> Announcement:
