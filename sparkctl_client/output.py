@@ -9,8 +9,10 @@ from google.protobuf.json_format import MessageToJson
 from google.protobuf.message import Message
 
 
-def to_json(message: Message) -> str:
-    return MessageToJson(message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True, indent=2)
+def to_json(message: Message, indent: int | None = 2) -> str:
+    return MessageToJson(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True, indent=indent
+    )
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

@@ -31,6 +31,7 @@ from sparkd.engine.launch import LocalFacts
 from sparkd.engine.membership import Membership
 from sparkd.engine.observer import Intervals, StateLoop
 from sparkd.engine.store import DeploymentStore
+from sparkd.engine.supervisor import Policy, Supervisor
 from sparkd.engine.twins import select_twins
 from sparkd.errors import PreconditionFailed
 from sparkd.events import EventBus
@@ -41,6 +42,7 @@ from sparkd.model.inventory import Twins
 from sparkd.model.observed import Snapshot
 from sparkd.model.versions import Versions
 from sparkd.peer.manager import PeerManager
+from sparkd.peer.parts import PeerCluster
 from sparkd.peer.route_guard import RouteGuard
 from sparkd.peer.stack import Discoverer, PeerStack
 from sparkd.peer.tls import KeyPair
@@ -60,9 +62,11 @@ def _gpus(config: Config, sysroot: Sysroot) -> Gpus:
 
 
 def real_host(config: Config) -> Host:
-    """The real adapters: files and sysfs under the sysroot, pyroute2, D-Bus systemd, NVML."""
+    """The real adapters: files and sysfs under the sysroot, pyroute2, D-Bus systemd, the journal, NVML."""
     from sparkd.host.http import AsyncioHttpProbe
+    from sparkd.host.journal import SystemJournal
     from sparkd.host.netlink import Pyroute2Netlink
+    from sparkd.host.ports import BindPorts
     from sparkd.host.proc import SysrootProc
     from sparkd.host.runner import SubprocessRunner
     from sparkd.host.sysfs import SysrootSysfs
@@ -75,9 +79,11 @@ def real_host(config: Config) -> Host:
         proc=SysrootProc(sysroot),
         netlink=Pyroute2Netlink(),
         systemd=DbusSystemd(),
+        journal=SystemJournal(),
         gpus=_gpus(config, sysroot),
         http=AsyncioHttpProbe(),
         runner=SubprocessRunner(),
+        ports=BindPorts(),
     )
 
 
@@ -91,6 +97,7 @@ class System:
         node_identity: Identity | None = None,
         intervals: Intervals | None = None,
         discovery: Discoverer | None = None,
+        policy: Policy | None = None,
     ) -> None:
         """`node_identity` is read by the caller (`sparkd run` reads it in a child process, see
         `sparkd.identity`); without it, the key is loaded (or created) in this process. `discovery`
@@ -116,14 +123,15 @@ class System:
         self.deployments = DeploymentManager(
             config,
             DeploymentStore(host.files, config.state_dir),
-            host.systemd,
+            host,
             self.facts,
-            self.peers,
+            PeerCluster(self.peers),
             self.snapshot,
             self.bus,
-            poke=lambda: self.loop.poke("units", "health"),
+            poke=lambda: self.loop.poke("units", "serving"),
             role=lambda: membership.role,
         )
+        self.supervisor = Supervisor(self.deployments, policy)
         self.peer = PeerStack(self.peers, host, self.deployments, self._twin_netdevs, discovery)
         self.loop = StateLoop(
             host, self.snapshot, self.bus, self.deployments.interests, self.deployments.refresh, intervals
@@ -134,7 +142,7 @@ class System:
             peers=LocalPeerServicer(
                 self.peers, membership, self.peer.office, self.peer.joiner, self.bus, self._peer_changed
             ),
-            deployments=DeploymentServicer(self.deployments),
+            deployments=DeploymentServicer(self.deployments, self.supervisor),
             status=StatusServicer(self.inventory, self.peers, self.deployments),
             events=EventServicer(self.bus),
         )
@@ -201,6 +209,7 @@ class System:
         await serve_unix(ro, self.ro_socket, 0o666, self.config.api.socket_group)
         self._servers = [admin, ro]
         self.loop.start()
+        self.supervisor.start()
         self.versions = await versions.collect(self.config.frameworks, self.host.files, self.snapshot)
         self._tasks = [asyncio.create_task(self._refresh_versions())]
         self._stop_watch = self.host.netlink.watch_links(self._link_changed)
@@ -213,6 +222,7 @@ class System:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.bus.close()  # ends the event streams first: they would hold the servers' grace period
+        await self.supervisor.stop()
         await self.loop.stop()
         await self.peer.stop()
         await asyncio.gather(*(s.grpc.stop(grace=2.0) for s in self._servers))

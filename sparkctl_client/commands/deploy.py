@@ -1,4 +1,4 @@
-"""`deploy up|list|show|down`: deployments (call the head)."""
+"""`deploy up|plan|list|show|restart|logs|down`: deployments (call the head)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,25 @@ from google.protobuf.message import Message
 
 from sparkctl_client.client import Client, ClientError
 from sparkctl_client.commands import render
+from sparkctl_client.output import to_json
 from sparkd.v1 import deployment_pb2, deployment_service_pb2
 
 
-def up(client: Client, args: argparse.Namespace) -> tuple[Message, str]:
+def _read(path: str) -> str:
     try:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+        return sys.stdin.read() if path == "-" else Path(path).read_text()
     except OSError as e:
-        raise SystemExit(f"sparkctl-client: cannot read {args.file}: {e.strerror}") from e
-    r = client.call(client.deployments.CreateDeployment, deployment_service_pb2.CreateDeploymentRequest(spec_yaml=text))
+        raise SystemExit(f"sparkctl-client: cannot read {path}: {e.strerror}") from e
+
+
+#: A first plan hashes every model file on every node (minutes for hundreds of GB); later ones are cached.
+PLAN_TIMEOUT_S = 1800.0
+
+
+def up(client: Client, args: argparse.Namespace) -> tuple[Message, str]:
+    text = _read(args.file)
+    request = deployment_service_pb2.CreateDeploymentRequest(spec_yaml=text)
+    r = client.call(client.deployments.CreateDeployment, request, timeout=PLAN_TIMEOUT_S)
     deployment = r.deployment
     if args.wait:
         deployment = wait(client, deployment.name, args.timeout)
@@ -66,8 +76,37 @@ def show(client: Client, args: argparse.Namespace) -> tuple[Message, str]:
 
 
 def down(client: Client, args: argparse.Namespace) -> tuple[Message, str]:
-    r = client.call(client.deployments.DeleteDeployment, deployment_service_pb2.DeleteDeploymentRequest(name=args.name))
+    request = deployment_service_pb2.DeleteDeploymentRequest(name=args.name, force=args.force)
+    r = client.call(client.deployments.DeleteDeployment, request, timeout=120.0)
     return r, f"stopped {', '.join(r.stopped_units) or 'nothing'}"
+
+
+def plan(client: Client, args: argparse.Namespace) -> tuple[Message, str]:
+    request = deployment_service_pb2.PlanDeploymentRequest(spec_yaml=_read(args.file))
+    r = client.call(client.deployments.PlanDeployment, request, timeout=PLAN_TIMEOUT_S)
+    return r, render.deployment_plan(r)
+
+
+def restart(client: Client, args: argparse.Namespace) -> tuple[Message, str]:
+    request = deployment_service_pb2.RestartDeploymentRequest(name=args.name)
+    r = client.call(client.deployments.RestartDeployment, request, timeout=PLAN_TIMEOUT_S)
+    deployment = wait(client, args.name, args.timeout) if args.wait else r.deployment
+    return deployment_service_pb2.GetDeploymentResponse(deployment=deployment), render.deployments([deployment])
+
+
+def logs(client: Client, args: argparse.Namespace) -> None:
+    """Prints as it goes (`-o json`: one DeploymentLogsResponse per line); Ctrl-C ends it quietly."""
+    request = deployment_service_pb2.DeploymentLogsRequest(
+        name=args.name, node_name=args.node or "", follow=args.follow, lines=args.lines
+    )
+    try:
+        for line in client.stream(client.deployments.DeploymentLogs, request, timeout=None if args.follow else 60.0):
+            if args.output == "json":
+                print(to_json(line, indent=None), flush=True)
+            else:
+                print(render.log_line(line), flush=True)
+    except KeyboardInterrupt:
+        pass
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -82,6 +121,25 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s = verbs.add_parser("show", help="show one deployment")
     s.add_argument("name")
     s.set_defaults(handler=show)
-    d = verbs.add_parser("down", help="stop a deployment on every node and delete it")
+    d = verbs.add_parser("down", help="stop a deployment on every node (the head's rank first) and delete it")
     d.add_argument("name")
+    d.add_argument(
+        "--force",
+        action="store_true",
+        help="on a worker: stop this node's part although the head coordinates it (the head is gone for good)",
+    )
     d.set_defaults(handler=down)
+    pl = verbs.add_parser("plan", help="the memory plan and every node's launch plan of a spec; starts nothing")
+    pl.add_argument("-f", "--file", required=True, help="the spec (YAML), or - for stdin")
+    pl.set_defaults(handler=plan)
+    r = verbs.add_parser("restart", help="restart on every node (workers first) and close the circuit breaker")
+    r.add_argument("name")
+    r.add_argument("--wait", action="store_true", help="wait until the deployment is READY")
+    r.add_argument("--timeout", type=float, default=300.0, help="seconds to wait (with --wait)")
+    r.set_defaults(handler=restart)
+    lg = verbs.add_parser("logs", help="the journal of every rank's unit (workers' through the peer API)")
+    lg.add_argument("name")
+    lg.add_argument("--node", help="only this node's rank")
+    lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    lg.add_argument("-n", "--lines", type=int, default=50, help="lines of history per rank (1-1000)")
+    lg.set_defaults(handler=logs)

@@ -12,7 +12,7 @@ from google.protobuf import timestamp_pb2
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
 from sparkctl_client.output import table
-from sparkd.v1 import deployment_pb2, node_pb2, peer_pb2, peer_service_pb2
+from sparkd.v1 import deployment_pb2, deployment_service_pb2, node_pb2, peer_pb2, peer_service_pb2
 
 #: Characters of the NCCL library's SHA-256 shown in the versions line.
 NCCL_PREFIX = 12
@@ -230,16 +230,84 @@ def forgotten(r: peer_service_pb2.ResetPairingResponse, names: dict[str, str], e
 def deployments(items: list[deployment_pb2.Deployment]) -> str:
     if not items:
         return "no deployments"
-    return table(
-        ["DEPLOYMENT", "STATE", "MODEL", "NODES", "MESSAGE"],
+    text = table(
+        ["DEPLOYMENT", "STATE", "MODEL", "NODES", "RESTARTS", "MESSAGE"],
         [
             [
-                d.name,
-                deployment_pb2.DeploymentState.Name(d.state).removeprefix("DEPLOYMENT_STATE_"),
-                d.spec.model,
-                ",".join(f"{n.node_name}:{n.unit_active_state}" for n in d.nodes) or "-",
-                d.message,
+                clean(d.name),
+                enum(deployment_pb2.DeploymentState, d.state, "DEPLOYMENT_STATE_"),
+                clean(d.spec.model),
+                ",".join(f"{clean(n.node_name)}:{clean(n.unit_active_state)}" for n in d.nodes) or "-",
+                d.supervision.restarts,
+                clean(d.message),
             ]
             for d in items
         ],
     )
+    for d in items:  # the first failure of a deployment that is down, with its journal's last lines
+        f = d.supervision.last_failure
+        if d.state == deployment_pb2.DEPLOYMENT_STATE_FAILED and f.unit:
+            text += f"\n\n{clean(d.name)}: rank {f.rank} on {clean(f.node_name)} failed first ({clean(f.unit)}): "
+            text += clean(f.cause)
+            text += "".join(f"\n  | {clean(line)}" for line in f.journal_tail)
+    return text
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB"
+
+
+def deployment_plan(r: deployment_service_pb2.PlanDeploymentResponse) -> str:
+    """The memory plan, then every node's unit (argv, environment, properties), then the gates' verdict."""
+    lines = []
+    m = r.memory
+    if r.HasField("memory"):
+        precision, kv = clean(m.weight_precision), clean(m.kv_cache_dtype)
+        lines.append(
+            f"model: {m.parameters / 1e9:.2f} B parameters, weights {_gb(m.weight_bytes)} ({precision}), "
+            f"KV cache {m.kv_bytes_per_token / 1024:g} KiB/token ({kv}); context {m.context_length} "
+            f"x concurrency {m.concurrency}, memory fraction {m.memory_fraction:.2f}"
+        )
+        lines.append(
+            table(
+                ["RANK", "NODE", "LAYERS", "WEIGHTS", "KV/TOKEN", "KV CAPACITY", "BUDGET", "FITS"],
+                [
+                    [
+                        n.rank,
+                        clean(n.node_name),
+                        f"{n.first_layer}-{n.end_layer - 1}",
+                        _gb(n.weight_bytes),
+                        f"{n.kv_bytes_per_token / 1024:g} KiB",
+                        f"{n.kv_capacity_tokens:,} tokens",
+                        f"{_gb(n.budget_bytes)} of {_gb(n.memory_bytes)}",
+                        "yes" if n.fits else "NO",
+                    ]
+                    for n in m.nodes
+                ],
+            )
+        )
+    else:
+        lines.append("memory plan: none (the model's config.json could not be read; see the blockers)")
+    for n in r.nodes:
+        lines.append(f"\nrank {n.rank} on {clean(n.node_name)} ({clean(n.address)}): {clean(n.unit)}")
+        lines.append("  argv: " + " ".join(clean(a) for a in n.argv))
+        lines += [f"  env {clean(k)}={clean(v)}" for k, v in sorted(n.environment.items())]
+        lines += [f"  {clean(k)}={clean(v)}" for k, v in sorted(n.properties.items())]
+        if n.listen_ports:
+            lines.append("  listens on: " + ", ".join(str(p) for p in n.listen_ports))
+        lines.append(f"  model manifest: {clean(n.model_digest[:16]) or '-'}")
+    lines.append(f"\nrendezvous port: {r.master_port}")
+    if r.blockers:
+        lines.append("REFUSED: " + "".join(f"\n  - {clean(b)}" for b in r.blockers))
+    else:
+        lines.append("every gate passes: `deploy up -f` would start it")
+    return "\n".join(lines)
+
+
+def log_line(r: deployment_service_pb2.DeploymentLogsResponse) -> str:
+    when = (
+        datetime.fromtimestamp(r.time.ToNanoseconds() / 1e9).isoformat(timespec="milliseconds")
+        if r.time.seconds
+        else "-"
+    )
+    return f"{when} {clean(r.node_name)}[{r.rank}] {clean(r.message)}"

@@ -8,15 +8,18 @@ peer layer's, so a spec is checked the same way whether it comes from a user or 
 
 from __future__ import annotations
 
-from sparkd.model.deployment import DeploymentStatus
+from sparkd.engine.gates import Preflight
+from sparkd.model.deployment import DeploymentSpec, DeploymentStatus, Failure
 from sparkd.model.host import HostAction
+from sparkd.model.memory import MemoryPlan
 from sparkd.model.node import NodeInfo
 from sparkd.model.peer import PeerInfo
+from sparkd.model.unit import unit_properties
 from sparkd.model.versions import Versions
 from sparkd.peer.convert import role_to_proto, spec_from_proto, spec_to_proto, state_to_proto, ts
-from sparkd.v1 import deployment_pb2, host_service_pb2, node_pb2, peer_pb2
+from sparkd.v1 import deployment_pb2, deployment_service_pb2, host_service_pb2, node_pb2, peer_pb2
 
-__all__ = ["spec_from_proto"]
+__all__ = ["spec_from_proto", "ts"]
 
 
 def node_to_proto(n: NodeInfo) -> node_pb2.Node:
@@ -102,7 +105,21 @@ def versions_to_proto(v: Versions) -> peer_pb2.PeerVersions:
     )
 
 
+def failure_to_proto(f: Failure | None) -> deployment_pb2.Failure | None:
+    if f is None:
+        return None
+    return deployment_pb2.Failure(
+        rank=f.rank,
+        node_name=f.node_name,
+        unit=f.unit,
+        cause=f.cause,
+        journal_tail=list(f.journal_tail),
+        time=ts(f.time),
+    )
+
+
 def deployment_to_proto(d: DeploymentStatus) -> deployment_pb2.Deployment:
+    sup = d.supervision
     return deployment_pb2.Deployment(
         name=d.name,
         spec=spec_to_proto(d.spec) if d.spec else None,
@@ -115,8 +132,76 @@ def deployment_to_proto(d: DeploymentStatus) -> deployment_pb2.Deployment:
                 address=n.address,
                 unit=n.unit,
                 unit_active_state=n.unit_active_state,
+                health=n.health,
+                node_reachable=n.reachable,
             )
             for n in d.nodes
         ],
         create_time=ts(d.create_time),
+        supervision=deployment_pb2.Supervision(
+            restarts=sup.restarts,
+            failures_in_row=sup.failures_in_row,
+            max_failures=d.max_failures,
+            breaker_open=sup.breaker_open,
+            last_failure=failure_to_proto(sup.last_failure),
+            next_restart_time=ts(d.next_restart),
+        ),
+        master_port=d.master_port,
+    )
+
+
+def memory_to_proto(m: MemoryPlan) -> deployment_service_pb2.MemoryPlan:
+    return deployment_service_pb2.MemoryPlan(
+        parameters=m.parameters,
+        weight_precision=str(m.precision),
+        kv_cache_dtype=m.kv_cache_dtype,
+        weight_bytes=m.weight_bytes,
+        kv_bytes_per_token=m.kv_bytes_per_token,
+        context_length=m.context_length,
+        concurrency=m.concurrency,
+        memory_fraction=m.memory_fraction,
+        nodes=[
+            deployment_service_pb2.NodeMemory(
+                rank=n.rank,
+                node_name=n.name,
+                first_layer=n.layers[0],
+                end_layer=n.layers[1],
+                weight_bytes=n.weight_bytes,
+                kv_bytes_per_token=n.kv_bytes_per_token,
+                memory_bytes=n.memory_bytes,
+                budget_bytes=n.budget_bytes,
+                reserve_bytes=n.reserve_bytes,
+                kv_capacity_tokens=n.kv_capacity_tokens,
+                needed_tokens=n.tokens_needed,
+                fits=n.fits,
+                refusal=n.refusal,
+            )
+            for n in m.nodes
+        ],
+        fits=m.fits,
+    )
+
+
+def plan_to_proto(
+    spec: DeploymentSpec, p: Preflight, master_port: int
+) -> deployment_service_pb2.PlanDeploymentResponse:
+    return deployment_service_pb2.PlanDeploymentResponse(
+        spec=spec_to_proto(spec),
+        memory=memory_to_proto(p.memory) if p.memory else None,
+        nodes=[
+            deployment_service_pb2.NodePlan(
+                node_name=n.node_name,
+                rank=n.rank,
+                address=n.address,
+                unit=n.unit.name,
+                argv=list(n.unit.argv),
+                environment=dict(n.unit.environment),
+                properties=n.properties if n.properties is not None else unit_properties(n.unit),
+                listen_ports=list(n.listen_ports),
+                model_digest=n.model_digest,
+            )
+            for n in p.plans
+        ],
+        master_port=master_port,
+        blockers=list(p.blockers),
     )

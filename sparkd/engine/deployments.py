@@ -1,31 +1,36 @@
 """Deployments: create on the head, start every node's part in order, report evidence-based state.
 
-The head validates the spec, assigns ranks (itself rank 0, connected workers by index),
-persists the record (desired state) and asks each worker, through the peer layer, to
-start its part, workers first, then starts its own. Each node starts only its own unit.
-State is computed from evidence, never remembered: the unit's ActiveState and the head's
-`/health` answer as the state loop last saw them (`Snapshot`), and the workers' unit
-states from their last hello. Reads touch no D-Bus and no HTTP: records are kept in
-memory and written through to the store.
+The head validates the spec, gives it a rendezvous port of its own, assigns ranks (itself rank
+0, connected workers by index), runs the gates (`sparkd.engine.gates`), persists the record
+(desired state) and asks each worker, through the peer layer, to start its part, workers first,
+then starts its own. Each node starts only its own units. State is computed from evidence, never
+remembered (`sparkd.engine.health`): the units and serving probes as the state loop last saw
+them (`Snapshot`) and the workers' reports from their last hellos. Reads touch no D-Bus and no
+HTTP: records are kept in memory and written through to the store. The head's supervisor
+(`sparkd.engine.supervisor`) restarts what fails; this module holds the steps it takes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 import structlog
 
 from sparkd.config import Config
-from sparkd.engine.launch import MASTER_PORT, LocalFacts, plan_unit
+from sparkd.engine import health
+from sparkd.engine.gates import Gates, Preflight
+from sparkd.engine.launch import LocalFacts, plan_unit
 from sparkd.engine.observer import Interests
 from sparkd.engine.store import BrokenRecord, DeploymentStore
 from sparkd.errors import AlreadyExists, InvalidSpec, NotFound, NotSupported, PeerUnavailable, PreconditionFailed
 from sparkd.events import EventBus
-from sparkd.host.protocols import Systemd
+from sparkd.host.protocols import Host, Journal
 from sparkd.model.deployment import (
+    RENDEZVOUS_PORTS,
     Assignment,
     DeploymentRecord,
     DeploymentSpec,
@@ -33,7 +38,8 @@ from sparkd.model.deployment import (
     DeploymentStatus,
     Framework,
     NodePart,
-    NodeStatus,
+    PartPlan,
+    PartReport,
     PartSummary,
     WorkerInfo,
     is_unit_of,
@@ -41,9 +47,11 @@ from sparkd.model.deployment import (
     unit_pattern,
 )
 from sparkd.model.observed import Snapshot
-from sparkd.model.unit import UnitState
+from sparkd.model.unit import JournalLine, UnitState
 
 log = structlog.get_logger(__name__)
+
+TAIL_LINES = 10
 
 
 class Cluster(Protocol):
@@ -55,9 +63,16 @@ class Cluster(Protocol):
 
     async def stop_part(self, node_id: str, name: str) -> str: ...
 
-    def worker_unit_state(self, node_id: str, name: str) -> str: ...
+    async def prepare_part(self, node_id: str, spec: DeploymentSpec, assignment: Assignment) -> PartPlan: ...
+
+    def part_logs(self, node_id: str, name: str, lines: int, follow: bool) -> AsyncIterator[JournalLine]: ...
+
+    def part_report(self, node_id: str, name: str) -> PartReport: ...
 
     def head_state(self, name: str) -> DeploymentState | None: ...
+
+    @property
+    def head_name(self) -> str: ...
 
     def consistency_blockers(self) -> list[str]:
         """Why the connected peers' software versions refuse a deployment (empty when they agree)."""
@@ -71,7 +86,7 @@ class DeploymentManager:
         self,
         config: Config,
         store: DeploymentStore,
-        systemd: Systemd,
+        host: Host,
         facts: Callable[[], Awaitable[LocalFacts]],
         cluster: Cluster,
         snapshot: Snapshot,
@@ -82,13 +97,18 @@ class DeploymentManager:
         """`role` is this node's role from pairing (`Membership.role`); tests that pin it in the config leave
         it out."""
         self.role = role or (lambda: config.node.role)
-        self.config, self.store, self.systemd, self.facts, self.cluster = config, store, systemd, facts, cluster
+        self.config, self.store, self.host, self.facts, self.cluster = config, store, host, facts, cluster
+        self.systemd = host.systemd
         self.snapshot, self.bus, self.poke = snapshot, bus, poke
-        self._lock = asyncio.Lock()
-        self._starting: set[str] = set()  # created here, parts still being started
+        self.gates = Gates(config, host, facts, snapshot)
+        self.lock = asyncio.Lock()
+        self.busy: dict[str, tuple[DeploymentState, str]] = {}  # deployment -> what is being done to it
+        self.served: set[str] = set()  # deployments READY at least once since they were last (re)started
+        self.supervisor_view: Callable[[DeploymentStatus], DeploymentStatus] = lambda s: s
+        self._tails: dict[tuple[str, int], tuple[str, ...]] = {}  # (unit, main PID) -> its journal's last lines
         records, broken = store.load_all()
-        self._records = {r.spec.name: r for r in records}
-        self._broken = {b.name: b for b in broken if b.name not in self._records}
+        self.records = {r.spec.name: r for r in records}
+        self._broken = {b.name: b for b in broken if b.name not in self.records}
 
     @property
     def is_head(self) -> bool:
@@ -97,42 +117,131 @@ class DeploymentManager:
     # --- what the state loop watches ---------------------------------------------------------
 
     def interests(self) -> Interests:
-        records = sorted(self._records.values(), key=lambda r: r.spec.name)
-        ports = tuple(r.spec.port for r in records if r.assignment.rank == 0) if self.is_head else ()
-        return Interests(units=tuple(r.unit for r in records), health_ports=ports)
+        records = sorted(self.records.values(), key=lambda r: r.spec.name)
+        serving = (
+            tuple((r.spec.port, r.spec.served_model_name) for r in records if r.assignment.rank == 0)
+            if self.is_head
+            else ()
+        )
+        return Interests(units=tuple(r.unit for r in records), serving=serving)
 
     def refresh(self) -> None:
         """Turns the latest evidence into states: publishes transitions, updates hello summaries."""
         statuses = self.list()
         for s in statuses:
             self.bus.transition("deployment", s.name, s.state.value, s.message)
-        self.snapshot.deployments = tuple(
-            PartSummary(s.name, s.state, s.unit, s.unit_active_state) for s in statuses if s.spec is not None
-        )
+            if s.state is DeploymentState.READY:
+                self.served.add(s.name)
+        summaries = []
+        for s in statuses:
+            if s.spec is None:
+                continue
+            own = self.snapshot.unit(s.unit)
+            failure, tail = "", tuple[str, ...]()
+            if own.active_state in ("failed", "inactive") and own.load_state != "unknown":
+                failure = own.exit_description or f"unit {s.unit} is {own.active_state}"
+                tail = self._tail(own)
+            summaries.append(PartSummary(s.name, s.state, s.unit, s.unit_active_state, failure, tail, own.exit_time))
+        self.snapshot.deployments = tuple(summaries)
 
-    def _remember_unit(self, state: UnitState) -> None:
+    def _tail(self, state: UnitState) -> tuple[str, ...]:
+        """The last journal lines of a failed unit, read once per run (main PID) in the background."""
+        key = (state.name, state.main_pid)
+        if key not in self._tails:
+            self._tails = {k: v for k, v in self._tails.items() if k[0] != state.name}
+            self._tails[key] = ()
+            asyncio.get_running_loop().create_task(self._read_tail(key))
+        return self._tails[key]
+
+    async def _read_tail(self, key: tuple[str, int]) -> None:
+        try:
+            lines = await self.host.journal.tail(key[0], TAIL_LINES)
+        except Exception as e:
+            log.warning("deployment.journal_unreadable", unit=key[0], error=str(e)[:200])
+            return
+        if key in self._tails:
+            self._tails[key] = tuple(line.message[:512] for line in lines)
+            self.refresh()  # the next hello carries them
+
+    async def journal_tail(self, record: DeploymentRecord, rank: int) -> tuple[str, ...]:
+        """The last journal lines of a rank's unit: this node's own journal, or the worker's through the peer
+        API (bounded by a few seconds: a failure's record never waits long for them)."""
+        try:
+            async with asyncio.timeout(5):
+                if rank == record.assignment.rank:
+                    lines = await self.host.journal.tail(record.unit, TAIL_LINES)
+                else:
+                    part = record.parts[rank]
+                    lines = [
+                        line async for line in self.cluster.part_logs(part.node_id, record.spec.name, TAIL_LINES, False)
+                    ]
+        except Exception as e:
+            log.warning("deployment.journal_unreadable", deployment=record.spec.name, rank=rank, error=str(e)[:200])
+            return ()
+        return tuple(line.message[:512] for line in lines[-TAIL_LINES:])
+
+    def remember_unit(self, state: UnitState) -> None:
         """Fresh evidence from a mutation; a unit probe that was already under way is discarded."""
         self.snapshot.units = {**self.snapshot.units, state.name: state}
         self.snapshot.units_generation += 1
 
     # --- head --------------------------------------------------------------------------------
 
-    async def create(self, spec: DeploymentSpec) -> DeploymentStatus:
-        """Validates against the cluster, persists, and starts every node's part (workers first)."""
+    def _check_creatable(self, spec: DeploymentSpec) -> None:
         if not self.is_head:
-            raise PreconditionFailed("deployments are created on the head; run this against the head's sparkd")
+            raise PreconditionFailed(
+                f"deployments are created on the head ({self.cluster.head_name or 'the paired head'}); "
+                "run this against the head's sparkd"
+            )
         if spec.framework is not Framework.VLLM:
             raise NotSupported(f"framework {spec.framework.value} cannot be launched yet; use vllm", field="framework")
         if spec.port == self.config.peer.port:
             raise InvalidSpec.one("port", f"{spec.port} is this cluster's sparkd peer port (peer.port); choose another")
-        async with self._lock:
+
+    def _layout(self, spec: DeploymentSpec, facts: LocalFacts) -> tuple[NodePart, ...]:
+        workers = sorted(self.cluster.connected_workers(), key=lambda w: w.index)
+        if len(workers) + 1 < spec.world_size:
+            have = ", ".join(w.name for w in workers) or "none"
+            raise PreconditionFailed(
+                f"deployment {spec.name} needs {spec.world_size} nodes (pipeline x tensor) but only "
+                f"{len(workers) + 1} are connected (workers: {have}); check `sparkctl-client peer status`",
+                field="parallelism",
+            )
+        workers = workers[: spec.world_size - 1]
+        return (NodePart(self.config.node.name, "", 0, facts.host_ip),) + tuple(
+            NodePart(w.name, w.node_id, rank, w.address) for rank, w in enumerate(workers, start=1)
+        )
+
+    def _master_port(self, name: str) -> int:
+        taken = {r.assignment.master_port for r in self.records.values() if r.spec.name != name}
+        for port in RENDEZVOUS_PORTS:
+            if port not in taken:
+                return port
+        raise PreconditionFailed(
+            f"every rendezvous port ({RENDEZVOUS_PORTS.start}-{RENDEZVOUS_PORTS.stop - 1}) is taken by a "
+            "deployment; delete one first"
+        )
+
+    async def plan(self, spec: DeploymentSpec) -> tuple[Preflight, int]:
+        """What `create` would start, and why it would refuse; starts nothing."""
+        self._check_creatable(spec)
+        existing = self.records.get(spec.name)
+        port = existing.assignment.master_port if existing else self._master_port(spec.name)
+        parts = existing.parts if existing else self._layout(spec, await self.facts())
+        return await self.gates.check(spec, parts, port, self.cluster, running=existing is not None), port
+
+    async def create(self, spec: DeploymentSpec) -> DeploymentStatus:
+        """Validates against the cluster, runs the gates, persists, and starts every node's part (workers
+        first)."""
+        self._check_creatable(spec)
+        async with self.lock:
             if spec.name in self._broken:
                 raise AlreadyExists(
                     f"deployment {spec.name} has an unreadable record; delete it first "
                     f"(sparkctl-client deploy down {spec.name})",
                     name=spec.name,
                 )
-            existing = self._records.get(spec.name)
+            existing = self.records.get(spec.name)
             if existing is not None:
                 if existing.spec == spec:
                     return self.status(existing)
@@ -141,98 +250,124 @@ class DeploymentManager:
                     f"(sparkctl-client deploy down {spec.name})",
                     name=spec.name,
                 )
-            taken = [r.spec.name for r in self._records.values() if r.spec.port == spec.port]
+            taken = [r.spec.name for r in self.records.values() if r.spec.port == spec.port]
             if taken:
                 raise AlreadyExists(
                     f"port {spec.port} is the API port of deployment {taken[0]}; choose another port",
                     field="port",
                     name=taken[0],
                 )
-            workers = sorted(self.cluster.connected_workers(), key=lambda w: w.index)
-            if len(workers) + 1 < spec.world_size:
-                have = ", ".join(w.name for w in workers) or "none"
-                raise PreconditionFailed(
-                    f"deployment {spec.name} needs {spec.world_size} nodes (pipeline x tensor) but only "
-                    f"{len(workers) + 1} are connected (workers: {have}); check `sparkctl-client peer status`",
-                    field="parallelism",
-                )
-            blockers = self.cluster.consistency_blockers()
-            if blockers:
-                raise PreconditionFailed(
-                    f"deployment {spec.name} is refused: the nodes' software differs: " + " | ".join(blockers[:4]),
-                    field="versions",
-                )
             facts = await self.facts()
-            workers = workers[: spec.world_size - 1]
-            parts = [NodePart(self.config.node.name, "", 0, facts.host_ip)] + [
-                NodePart(w.name, w.node_id, rank, w.address) for rank, w in enumerate(workers, start=1)
-            ]
+            parts = self._layout(spec, facts)
+            master_port = self._master_port(spec.name)
+            self.busy[spec.name] = (DeploymentState.PENDING, "checking the gates on every node")
+            try:
+                preflight = await self.gates.check(spec, parts, master_port, self.cluster)
+            finally:
+                self.busy.pop(spec.name, None)
+            refuse(spec.name, preflight)
             record = DeploymentRecord(
                 spec=spec,
-                assignment=self._assignment(0, spec, facts.host_ip),
-                parts=tuple(parts),
+                assignment=Assignment(0, spec.world_size, facts.host_ip, master_port),
+                parts=parts,
                 create_time=time.time(),
             )
             self.store.save(record)
-            self._records[spec.name] = record
-            self._starting.add(spec.name)
-            log.info("deployment.created", deployment=spec.name, nodes=len(parts))
-            started: list[NodePart] = []
+            self.records[spec.name] = record
+            log.info("deployment.created", deployment=spec.name, nodes=len(parts), master_port=master_port)
             try:
-                for part in reversed(parts[1:]):
-                    await self.cluster.start_part(part.node_id, spec, self._assignment(part.rank, spec, facts.host_ip))
-                    started.append(part)
-                await self._start_local(spec, record.assignment)
+                await self.launch(record)
             except Exception:
-                log.warning("deployment.start_failed", deployment=spec.name)
-                for part in started:
-                    try:
-                        await self.cluster.stop_part(part.node_id, spec.name)
-                    except Exception as e:
-                        log.error("deployment.cleanup_failed", deployment=spec.name, node=part.node_name, error=str(e))
                 self._forget(spec.name)
                 raise
-            finally:
-                self._starting.discard(spec.name)
-            self.poke()
             return self.status(record)
 
-    def _assignment(self, rank: int, spec: DeploymentSpec, master: str) -> Assignment:
-        return Assignment(rank=rank, nnodes=spec.world_size, master_addr=master, master_port=MASTER_PORT)
+    async def launch(self, record: DeploymentRecord) -> None:
+        """Starts every node's part, workers first (the highest rank first), then the head's; on a failure,
+        stops what it started and raises. The caller holds the lock."""
+        spec = record.spec
+        self.busy[spec.name] = (DeploymentState.PENDING, "starting the nodes' parts (workers first)")
+        self.served.discard(spec.name)
+        started: list[NodePart] = []
+        try:
+            for part in reversed(record.parts[1:]):
+                a = dataclasses.replace(record.assignment, rank=part.rank)
+                await self.cluster.start_part(part.node_id, spec, a)
+                started.append(part)
+            await self._start_local(spec, record.assignment)
+        except Exception:
+            log.warning("deployment.start_failed", deployment=spec.name)
+            for part in started:
+                try:
+                    await self.cluster.stop_part(part.node_id, spec.name)
+                except Exception as e:
+                    log.error("deployment.cleanup_failed", deployment=spec.name, node=part.node_name, error=str(e))
+            raise
+        finally:
+            self.busy.pop(spec.name, None)
+        self.poke()
+
+    async def halt(self, record: DeploymentRecord) -> tuple[list[str], list[str]]:
+        """Stops every node's part, the head's serving rank first (clients see a refused connection, not a
+        hang), then the workers. The stopped units, and the nodes that could not be reached."""
+        name = record.spec.name
+        await self.systemd.stop(record.unit)
+        self.remember_unit(await self.systemd.state(record.unit))
+        stopped, unreachable = [record.unit], []
+        for part in record.parts[1:]:
+            try:
+                stopped.append(await self.cluster.stop_part(part.node_id, name))
+            except PeerUnavailable:
+                unreachable.append(part.node_name)
+        return [u for u in stopped if u], unreachable
 
     def _forget(self, name: str) -> None:
         self.store.delete(name)
-        self._records.pop(name, None)
+        self.records.pop(name, None)
         self._broken.pop(name, None)
+        self.served.discard(name)
         self.bus.forget("deployment", name)
 
-    async def delete(self, name: str) -> list[str]:
-        """Stops the deployment on every node (workers first) and forgets it.
+    async def delete(self, name: str, force: bool = False) -> list[str]:
+        """Stops the deployment on every node (the head's rank first) and forgets it.
 
-        A worker that cannot be reached keeps the record (so `deploy down` can be retried when it is
-        back); everything reachable, the head's own unit included, is stopped anyway.
+        A worker refuses (the head coordinates the deployment) unless `force`: then it stops only its own
+        part, for a head that is gone for good. A worker that cannot be reached keeps the record on the
+        head (so `deploy down` can be retried when it is back); everything reachable is stopped anyway.
         """
-        async with self._lock:
+        if not self.is_head and not force and name in self.records:
+            head = self.cluster.head_name or "the head"
+            raise PreconditionFailed(
+                f"deployment {name} is coordinated by {head}: run `sparkctl-client deploy down {name}` on {head}; "
+                f"if {head} is gone for good, `deploy down {name} --force` here stops this node's part only",
+                name=name,
+            )
+        async with self.lock:
             if name in self._broken:
                 return await self._delete_broken(self._broken[name])
-            record = self._records.get(name)
+            record = self.records.get(name)
             if record is None:
                 raise NotFound(f"no deployment named {name}", name=name)
-            stopped, unreachable = [], []
-            for part in record.parts[1:]:
-                try:
-                    stopped.append(await self.cluster.stop_part(part.node_id, name))
-                except PeerUnavailable:
-                    unreachable.append(part.node_name)
+            if not self.is_head:
+                return [u for u in [await self._stop_local(name)] if u]
+            if not record.supervision.deleting:  # desired state first: no supervisor restarts it from here on
+                record = dataclasses.replace(record, supervision=dataclasses.replace(record.supervision, deleting=True))
+                self.store.save(record)
+                self.records[name] = record
+            self.busy[name] = (DeploymentState.STOPPING, "stopping (the head's rank first, then the workers)")
+            try:
+                stopped, unreachable = await self.halt(record)
+            finally:
+                self.busy.pop(name, None)
             if unreachable:
-                await self.systemd.stop(record.unit)
                 raise PeerUnavailable(
-                    f"stopped {', '.join([*filter(None, stopped), record.unit])}; could not reach "
-                    f"{', '.join(unreachable)}: run `sparkctl-client deploy down {name}` again when it is back",
+                    f"stopped {', '.join(stopped)}; could not reach {', '.join(unreachable)}: run "
+                    f"`sparkctl-client deploy down {name}` again when it is back",
                     peer=unreachable[0],
                 )
-            stopped.append(await self._stop_local(name))
-            return [u for u in stopped if u]
+            self._forget(name)
+            log.info("deployment.deleted", deployment=name, units=stopped)
+            return stopped
 
     async def _delete_broken(self, broken: BrokenRecord) -> list[str]:
         """A record that could not be read: stop whatever units of that name run here (and, on the
@@ -256,19 +391,30 @@ class DeploymentManager:
 
     # --- every node ---------------------------------------------------------------------------
 
+    async def prepare_part(self, spec: DeploymentSpec, assignment: Assignment) -> PartPlan:
+        """This worker's plan for a part, as the head asked through the peer API; starts nothing."""
+        if self.is_head:
+            raise PreconditionFailed("the head prepares its own part; only workers take parts from the peer API")
+        plan = await self.gates.local_plan(spec, assignment)
+        record = self.records.get(spec.name)
+        if record is not None and record.assignment.master_port == assignment.master_port:
+            # The deployment's own rank holds its ports: not a conflict for a restart that stops it first.
+            plan = dataclasses.replace(plan, busy_ports=())
+        return plan
+
     async def start_part(self, spec: DeploymentSpec, assignment: Assignment) -> UnitState:
         """Starts this worker's part, as the head asked through the peer API. Idempotent."""
         if self.is_head:
             raise PreconditionFailed("the head starts its own part; only workers take parts from the peer API")
-        async with self._lock:
-            old = self._records.get(spec.name)
+        async with self.lock:
+            old = self.records.get(spec.name)
             if old is not None and (old.spec, old.assignment) != (spec, assignment):
                 # The head re-assigned this deployment: the old part (maybe another rank) goes first.
                 await self.systemd.stop(old.unit)
                 log.info("deployment.part_replaced", deployment=spec.name, unit=old.unit)
             record = DeploymentRecord(spec, assignment, (), time.time())
             self.store.save(record)
-            self._records[spec.name] = record
+            self.records[spec.name] = record
             self._broken.pop(spec.name, None)
             state = await self._start_local(spec, assignment)
             self.poke()
@@ -279,27 +425,27 @@ class DeploymentManager:
         state = await self.systemd.state(unit.name)
         if state.running:
             log.info("deployment.unit_adopted", unit=unit.name)
-            self._remember_unit(state)
+            self.remember_unit(state)
             return state
         if state.active_state == "failed":
             await self.systemd.stop(unit.name)  # resets the failed state
         await self.systemd.start(unit)
         log.info("deployment.unit_started", unit=unit.name, argv=" ".join(unit.argv))
         state = await self.systemd.state(unit.name)
-        self._remember_unit(state)
+        self.remember_unit(state)
         return state
 
     async def stop_part(self, name: str) -> str:
         """Stops this node's part of deployment `name` (as the head asked) and forgets it. Idempotent."""
         if self.is_head:
             raise PreconditionFailed("the head stops its own part; only workers take parts from the peer API")
-        async with self._lock:
+        async with self.lock:
             if name in self._broken:
                 return ", ".join(await self._delete_broken(self._broken[name]))
             return await self._stop_local(name)
 
     async def _stop_local(self, name: str) -> str:
-        record = self._records.get(name)
+        record = self.records.get(name)
         if record is None:
             return ""
         await self.systemd.stop(record.unit)
@@ -307,18 +453,29 @@ class DeploymentManager:
         log.info("deployment.unit_stopped", unit=record.unit)
         return record.unit
 
+    @property
+    def journal(self) -> Journal:
+        return self.host.journal
+
+    def part_unit(self, name: str) -> str:
+        """This node's unit of deployment `name`."""
+        record = self.records.get(name)
+        if record is None:
+            raise NotFound(f"{self.config.node.name} has no part of deployment {name}", name=name)
+        return record.unit
+
     # --- reads (no I/O) -----------------------------------------------------------------------
 
     def get(self, name: str) -> DeploymentStatus:
         if name in self._broken:
             return self._broken_status(self._broken[name])
-        record = self._records.get(name)
+        record = self.records.get(name)
         if record is None:
             raise NotFound(f"no deployment named {name}", name=name)
         return self.status(record)
 
     def list(self) -> list[DeploymentStatus]:
-        statuses = [self.status(r) for r in self._records.values()]
+        statuses = [self.status(r) for r in self.records.values()]
         statuses += [self._broken_status(b) for b in self._broken.values()]
         return sorted(statuses, key=lambda s: s.name)
 
@@ -338,41 +495,53 @@ class DeploymentManager:
             unit_active_state="unknown",
         )
 
-    def status(self, record: DeploymentRecord) -> DeploymentStatus:
-        """The deployment's state, from the latest evidence."""
+    def verdict(self, record: DeploymentRecord) -> health.Verdict:
+        """The deployment's state from the latest evidence (`sparkd.engine.health`)."""
         own = self.snapshot.unit(record.unit)
         name = record.spec.name
-        nodes: list[NodeStatus] = []
-        for part in record.parts:
-            active = (
-                own.active_state
-                if part.rank == 0
-                else (self.cluster.worker_unit_state(part.node_id, name) or "unknown")
-            )
-            nodes.append(NodeStatus(part.node_name, part.rank, part.address, unit_name(name, part.rank), active))
-        if name in self._starting:
-            state, message = DeploymentState.PENDING, "starting the nodes' parts (workers first)"
-        elif own.active_state == "unknown":
-            state, message = DeploymentState.PENDING, f"waiting for the first observation of unit {record.unit}"
-        elif not own.running:
-            state, message = DeploymentState.FAILED, f"unit {record.unit} is {own.active_state}"
-        elif record.assignment.rank == 0:
-            dead = [n for n in nodes if n.unit_active_state in ("failed", "inactive")]
-            if dead:
-                state = DeploymentState.FAILED
-                message = (
-                    f"rank {dead[0].rank} unit {dead[0].unit} on {dead[0].node_name} is {dead[0].unit_active_state}"
-                )
-            elif self.snapshot.health.get(record.spec.port) == 200:
-                state, message = DeploymentState.READY, f"serving on port {record.spec.port}"
-            else:
-                state, message = DeploymentState.STARTING, f"waiting for /health on port {record.spec.port}"
-        else:
-            head = self.cluster.head_state(name)
-            if head is DeploymentState.READY:
-                state, message = DeploymentState.READY, "unit active; the head is serving"
-            else:
-                state, message = DeploymentState.STARTING, "unit active; waiting for the head"
-        return DeploymentStatus(
-            name, record.spec, state, message, tuple(nodes), record.create_time, record.unit, own.active_state
+        if record.assignment.rank > 0:
+            return health.evaluate_worker(record, own, self.cluster.head_state(name))
+        reports = {p.rank: self.cluster.part_report(p.node_id, name) for p in record.parts[1:]}
+        return health.evaluate_head(
+            record,
+            own,
+            self.snapshot.serving.get(record.spec.port),
+            reports,
+            served_before=name in self.served,
+            now=time.time(),
+        )
+
+    def status(self, record: DeploymentRecord) -> DeploymentStatus:
+        v = self.verdict(record)
+        state, message = v.state, v.message
+        name = record.spec.name
+        if name in self.busy:
+            state, message = self.busy[name]
+        elif record.supervision.deleting:
+            state = DeploymentState.STOPPING
+            message = f"`deploy down {name}` could not reach every node; run it again"
+        own = self.snapshot.unit(record.unit)
+        s = DeploymentStatus(
+            name,
+            record.spec,
+            state,
+            message,
+            v.nodes,
+            record.create_time,
+            record.unit,
+            own.active_state,
+            record.supervision,
+            master_port=record.assignment.master_port,
+        )
+        return self.supervisor_view(s)
+
+
+def refuse(name: str, preflight: Preflight) -> None:
+    """Raises when a gate refuses the deployment, naming every node and field (at most 8 of them)."""
+    if preflight.blockers:
+        shown = list(preflight.blockers[:8])
+        more = f" (and {len(preflight.blockers) - 8} more)" if len(preflight.blockers) > 8 else ""
+        raise PreconditionFailed(
+            f"deployment {name} is refused before anything started: " + " | ".join(shown) + more,
+            field="gates",
         )

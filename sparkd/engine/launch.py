@@ -17,7 +17,8 @@ from sparkd.model.inventory import Twins
 from sparkd.model.unit import UnitSpec
 from sparkd.render.nccl import nccl_env
 
-MASTER_PORT = 29501
+#: How long a rank gets after SIGTERM to finish its requests before systemd kills it (`deploy down`).
+STOP_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,15 @@ def vllm_argv(spec: DeploymentSpec, a: Assignment, venv: str) -> list[str]:
         "--master-port",
         str(a.master_port),
     ]
+    e = spec.engine
+    if e.context_length:
+        argv += ["--max-model-len", str(e.context_length)]
+    if e.concurrency:
+        argv += ["--max-num-seqs", str(e.concurrency)]
+    if e.memory_fraction:
+        argv += ["--gpu-memory-utilization", f"{e.memory_fraction:g}"]
+    if e.kv_cache_dtype != "auto":
+        argv += ["--kv-cache-dtype", {"bf16": "bfloat16"}.get(e.kv_cache_dtype, e.kv_cache_dtype)]
     if a.rank == 0:
         argv += ["--host", "0.0.0.0", "--port", str(spec.port)]
     else:
@@ -83,4 +93,5 @@ def plan_unit(spec: DeploymentSpec, a: Assignment, facts: LocalFacts) -> UnitSpe
         description=f"sparkd deployment {spec.name} rank {a.rank} of {a.nnodes} ({spec.framework.value})",
         environment=environment(facts),
         network_namespace_path=facts.network_namespace_path,
+        timeout_stop_s=STOP_TIMEOUT_S,
     )

@@ -18,9 +18,10 @@ from dataclasses import dataclass
 
 import structlog
 
+from sparkd.engine import serving
 from sparkd.events import EventBus
 from sparkd.host.protocols import Host
-from sparkd.model.observed import Snapshot
+from sparkd.model.observed import ServingEvidence, Snapshot
 
 log = structlog.get_logger(__name__)
 
@@ -31,18 +32,20 @@ class Intervals:
 
     links: float = 5.0  # a host apply pokes it at once
     units: float = 2.0  # creating, starting or stopping a unit pokes it at once
-    health: float = 2.0
+    serving: float = 3.0  # with `serving_timeout`, a wedge is seen within 2 x (3 + 3) s (health.WEDGE_PROBES)
     gpus: float = 30.0
     timeout: float = 1.5  # per probe step (one unit, one endpoint, one netlink dump)
+    serving_timeout: float = 3.0  # per serving request (a one-token completion included)
     gpu_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
 class Interests:
-    """What the deployment manager wants watched: units by name and the head's API ports."""
+    """What the deployment manager wants watched: units by name and the head's API ports (with the model each
+    must serve)."""
 
     units: tuple[str, ...]
-    health_ports: tuple[int, ...]
+    serving: tuple[tuple[int, str], ...] = ()
 
 
 class StateLoop:
@@ -90,11 +93,12 @@ class StateLoop:
             self.bus.transition("unit", name, state.active_state)
         self.snapshot.units = {n: states[n] for n in names if n in states}
 
-    async def observe_health(self) -> None:
-        ports = self.interests().health_ports
-        t = self.intervals.timeout
-        answers = await asyncio.gather(*(self.host.http.status("127.0.0.1", p, "/health", t) for p in ports))
-        self.snapshot.health = dict(zip(ports, answers, strict=True))
+    async def observe_serving(self) -> None:
+        wanted = self.interests().serving
+        t, old = self.intervals.serving_timeout, self.snapshot.serving
+        rounds = [serving.probe(self.host.http, p, name, old.get(p, ServingEvidence()), t) for p, name in wanted]
+        answers = await asyncio.gather(*rounds)
+        self.snapshot.serving = {p: e for (p, _), e in zip(wanted, answers, strict=True)}
 
     async def observe_gpus(self) -> None:
         gpus, reason = await asyncio.wait_for(asyncio.to_thread(self.host.gpus.gpus), self.intervals.gpu_timeout)
@@ -108,7 +112,7 @@ class StateLoop:
         return {
             "links": (self.observe_links, i.links),
             "units": (self.observe_units, i.units),
-            "health": (self.observe_health, i.health),
+            "serving": (self.observe_serving, i.serving),
             "gpus": (self.observe_gpus, i.gpus),
         }
 
@@ -121,7 +125,7 @@ class StateLoop:
             await probe()
             if self._failing.pop(name, None) is not None:
                 log.info("observer.probe_recovered", probe=name)
-            if name in ("units", "health"):
+            if name in ("units", "serving"):
                 self.after_round()
         except asyncio.CancelledError:
             raise

@@ -19,15 +19,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from sparkd.errors import FieldViolation, InvalidSpec, shown
-from sparkd.model.deployment import DeploymentSpec, Framework
+from sparkd.model.deployment import KV_CACHE_DTYPES, RENDEZVOUS_PORTS, DeploymentSpec, EngineOptions, Framework
 
 # 1-40 of [a-z0-9-], starting with a letter, no '--' and no trailing '-' (unit names are
 # sparkd-NAME-rankN.service: a name must not be able to look like another's unit). Anchored at
 # both ends (\A, \Z) so that match, search and fullmatch all agree; a trailing newline never passes.
 NAME_RE = re.compile(r"\A(?=[a-z0-9-]{1,40}\Z)[a-z](?:-?[a-z0-9])*\Z")
 NAME_RULE = "1-40 lowercase letters, digits or single '-' between them, starting with a letter"
-TOP_KEYS = ("name", "framework", "model", "served_model_name", "parallelism", "port")
+TOP_KEYS = ("name", "framework", "model", "served_model_name", "parallelism", "port", "engine")
 PARALLELISM_KEYS = ("pipeline", "tensor")
+ENGINE_KEYS = ("context_length", "concurrency", "memory_fraction", "kv_cache_dtype")
+MAX_CONTEXT = 16 * 1024 * 1024  # tokens
+MAX_CONCURRENCY = 4096
 DEFAULT_PORT = 8000
 
 MAX_SPEC_BYTES = 64 * 1024
@@ -39,8 +42,9 @@ MAX_SERVED_NAME_CHARS = 128
 # Ports the head itself needs, so the deployment's API cannot take them.
 RESERVED_PORTS = {
     7471: "the sparkd peer port (daemon-to-daemon traffic)",
-    29501: "the framework's rendezvous port (--master-port)",
-}
+    7472: "the sparkd discovery port",
+    7473: "the sparkd pairing port",
+} | {p: "in the rendezvous range 29501-29564 that sparkd hands out (--master-port)" for p in RENDEZVOUS_PORTS}
 
 _BAD_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # control, format, surrogate, line/paragraph sep
 
@@ -209,6 +213,8 @@ def validate(doc: Mapping[Any, Any]) -> DeploymentSpec:
             )
         )
 
+    engine = _engine(doc.get("engine"), bad)
+
     # Unknown keys last: a flood of them must not push the real problems out of the (bounded) error.
     known = f"unknown key; known keys are {', '.join(TOP_KEYS)}"
     for key in doc:
@@ -226,4 +232,44 @@ def validate(doc: Mapping[Any, Any]) -> DeploymentSpec:
         pipeline=sizes["pipeline"],
         tensor=sizes["tensor"],
         port=port,
+        engine=engine,
     )
+
+
+def _engine(doc: object, bad: list[FieldViolation]) -> EngineOptions:
+    """The `engine` mapping (every key optional); problems go to `bad`."""
+    if doc is None:
+        return EngineOptions()
+    if not isinstance(doc, Mapping):
+        bad.append(FieldViolation("engine", f"must be a mapping with keys {', '.join(ENGINE_KEYS)}; got {shown(doc)}"))
+        return EngineOptions()
+    values: dict[str, Any] = {}
+    for key, high in (("context_length", MAX_CONTEXT), ("concurrency", MAX_CONCURRENCY)):
+        raw = doc.get(key)
+        if raw is None:
+            continue
+        n = _int(raw)
+        if n is None or not 1 <= n <= high:
+            bad.append(FieldViolation(f"engine.{key}", f"must be an integer from 1 to {high}, got {shown(raw)}"))
+        else:
+            values[key] = n
+    raw = doc.get("memory_fraction")
+    if raw is not None:
+        ok = isinstance(raw, int | float) and not isinstance(raw, bool) and 0.05 <= raw <= 1.0
+        if not ok:
+            bad.append(FieldViolation("engine.memory_fraction", f"must be a number from 0.05 to 1, got {shown(raw)}"))
+        else:
+            values["memory_fraction"] = float(raw)
+    raw = doc.get("kv_cache_dtype", "auto")
+    if raw not in KV_CACHE_DTYPES:
+        bad.append(
+            FieldViolation("engine.kv_cache_dtype", f"must be one of {', '.join(KV_CACHE_DTYPES)}, got {shown(raw)}")
+        )
+    else:
+        values["kv_cache_dtype"] = raw
+    for key in doc:
+        if key not in ENGINE_KEYS:
+            bad.append(
+                FieldViolation(_key_path(key, "engine."), f"unknown key; known keys are {', '.join(ENGINE_KEYS)}")
+            )
+    return EngineOptions(**values)

@@ -22,11 +22,12 @@ import structlog
 from sparkd.engine.spec import validate, validate_name
 from sparkd.errors import InvalidSpec
 from sparkd.host.protocols import Files
-from sparkd.model.deployment import Assignment, DeploymentRecord, NodePart
+from sparkd.model.deployment import Assignment, DeploymentRecord, Failure, NodePart, Supervision
 
 log = structlog.get_logger(__name__)
 
-FORMAT = 2  # 1: the walking skeleton's, with unit names stored (they are ignored when read)
+FORMAT = 3  # 1: the walking skeleton's, with unit names stored (ignored when read); 2: no engine, no supervision
+MAX_TAIL_LINES, MAX_TEXT = 10, 512
 MAX_RECORD_BYTES = 256 * 1024
 MAX_NODES = 64
 SUFFIX, CORRUPT = ".json", ".json.corrupt"
@@ -80,7 +81,7 @@ def parse_record(name: str, data: str) -> DeploymentRecord:
     doc = json.loads(data)
     if not isinstance(doc, dict):
         raise ValueError("not a JSON object")
-    if doc.get("format") not in (1, FORMAT):
+    if doc.get("format") not in (1, 2, FORMAT):
         raise ValueError(f"unknown record format {str(doc.get('format'))[:20]!r}")
     spec_doc = doc.get("spec")
     if not isinstance(spec_doc, dict):
@@ -93,6 +94,7 @@ def parse_record(name: str, data: str) -> DeploymentRecord:
             "served_model_name": spec_doc.get("served_model_name"),
             "parallelism": {"pipeline": spec_doc.get("pipeline"), "tensor": spec_doc.get("tensor")},
             "port": spec_doc.get("port"),
+            **({"engine": _engine_doc(spec_doc["engine"])} if spec_doc.get("engine") is not None else {}),
         }
     )
     if spec.name != name:
@@ -111,7 +113,56 @@ def parse_record(name: str, data: str) -> DeploymentRecord:
     create_time = doc.get("create_time")
     if not isinstance(create_time, int | float) or isinstance(create_time, bool) or not 0 <= create_time < 1e11:
         raise ValueError("create_time must be a time in seconds")
-    return DeploymentRecord(spec=spec, assignment=assignment, parts=parts, create_time=float(create_time))
+    supervision = _supervision(doc.get("supervision"), len(parts) or MAX_NODES)
+    return DeploymentRecord(spec, assignment, parts, float(create_time), supervision)
+
+
+def _engine_doc(doc: Any) -> Any:
+    """The stored engine options, as the spec's YAML keys (None for a default the spec leaves out)."""
+    if not isinstance(doc, dict):
+        return doc  # validation names it
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str) or len(value) > MAX_TEXT:
+        raise ValueError(f"{what} must be a string of at most {MAX_TEXT} characters")
+    return value
+
+
+def _supervision(doc: Any, nodes: int) -> Supervision:
+    if doc is None:
+        return Supervision()
+    if not isinstance(doc, dict):
+        raise ValueError("supervision must be an object")
+    breaker, deleting = doc.get("breaker_open", False), doc.get("deleting", False)
+    if not isinstance(breaker, bool) or not isinstance(deleting, bool):
+        raise ValueError("supervision.breaker_open and deleting must be true or false")
+    failure = None
+    if (f := doc.get("last_failure")) is not None:
+        if not isinstance(f, dict):
+            raise ValueError("supervision.last_failure must be an object")
+        tail = f.get("journal_tail", [])
+        if not isinstance(tail, list) or len(tail) > MAX_TAIL_LINES:
+            raise ValueError(f"supervision.last_failure.journal_tail must be a list of at most {MAX_TAIL_LINES}")
+        when = f.get("time", 0.0)
+        if not isinstance(when, int | float) or isinstance(when, bool) or not 0 <= when < 1e11:
+            raise ValueError("supervision.last_failure.time must be a time in seconds")
+        failure = Failure(
+            rank=_int(f, "rank", 0, nodes - 1),
+            node_name=_text(f.get("node_name"), "last_failure.node_name"),
+            unit=_text(f.get("unit"), "last_failure.unit"),
+            cause=_text(f.get("cause"), "last_failure.cause"),
+            journal_tail=tuple(_text(line, "a journal line") for line in tail),
+            time=float(when),
+        )
+    return Supervision(
+        restarts=_int(doc, "restarts", 0, 10**9),
+        failures_in_row=_int(doc, "failures_in_row", 0, 10**9),
+        breaker_open=breaker,
+        last_failure=failure,
+        deleting=deleting,
+    )
 
 
 class DeploymentStore:

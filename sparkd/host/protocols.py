@@ -10,12 +10,12 @@ none blocks for long: callers put their own timeouts around them.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from sparkd.model.inventory import GpuInfo, LinkState, MemoryInfo, RdmaPort
-from sparkd.model.unit import UnitSpec, UnitState
+from sparkd.model.unit import JournalLine, UnitSpec, UnitState
 
 
 class Files(Protocol):
@@ -43,6 +43,17 @@ class Files(Protocol):
 
     def list_dir(self, host_path: str) -> list[str]:
         """The names in a directory, sorted; empty when it does not exist."""
+        ...
+
+    def entries(self, host_path: str, limit: int) -> list[tuple[str, str, int]] | None:
+        """A directory's (name, kind, size) entries, sorted; None if absent. Kind is "file" (with its size),
+        "dir" or "other" (a FIFO, device, socket, or a symlink that dangles or leaves the sysroot; size 0).
+        Symlinks are followed only while they resolve inside the sysroot. At most `limit` + 1 are read.
+        OSError when it cannot be listed (not a directory, outside the sysroot)."""
+        ...
+
+    def read_resolved(self, host_path: str, limit: int) -> bytes | None:
+        """`read_bounded`, but following symlinks while they resolve inside the sysroot (OSError otherwise)."""
         ...
 
     def sha256(self, host_path: str, limit: int) -> str | None:
@@ -107,6 +118,21 @@ class Systemd(Protocol):
     async def close(self) -> None: ...
 
 
+class Journal(Protocol):
+    """The system journal: what a unit wrote, and what systemd logged about it (`journalctl -u`)."""
+
+    async def tail(self, unit: str, lines: int) -> list[JournalLine]:
+        """The unit's last `lines` lines (kept within 1..1000), oldest first; [] when there are none, or
+        when the machine has no journal; HostOperationFailed when the journal cannot be read."""
+        ...
+
+    def follow(self, unit: str, since_lines: int) -> AsyncGenerator[JournalLine, None]:
+        """The unit's last `since_lines` lines (kept within 0..1000), then each new one as it is written,
+        until the caller stops iterating. An async generator, so that the caller can close it at once
+        (`contextlib.aclosing`). Raises HostOperationFailed when the machine has no journal to follow."""
+        ...
+
+
 class Gpus(Protocol):
     """GPU inventory (NVML). Blocking: the state loop calls it in a thread."""
 
@@ -117,11 +143,26 @@ class Gpus(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class HttpAnswer:
+    """An HTTP response, its body capped (`HttpProbe.request`)."""
+
+    status: int
+    body: bytes
+
+
 class HttpProbe(Protocol):
-    """GET a local framework endpoint; status code only."""
+    """Local framework endpoints: `/health`, `/v1/models`, `/metrics`, a probe completion."""
 
     async def status(self, host: str, port: int, path: str, timeout: float) -> int | None:
         """The HTTP status code, or None when nothing answered in time."""
+        ...
+
+    async def request(
+        self, host: str, port: int, path: str, timeout: float, *, body: bytes | None = None, limit: int = 65536
+    ) -> HttpAnswer | None:
+        """GET `path` (POST with a JSON `body`); the status and at most `limit` bytes of the body, or None when
+        nothing answered in `timeout` seconds (the whole exchange) or the answer was not HTTP."""
         ...
 
 
@@ -144,6 +185,14 @@ class Runner(Protocol):
         ...
 
 
+class Ports(Protocol):
+    """TCP ports in the daemon's network namespace."""
+
+    def busy(self, ports: list[int]) -> list[int]:
+        """Those of `ports` that something already listens on (a bind of the wildcard address would fail)."""
+        ...
+
+
 @dataclass(frozen=True)
 class Host:
     """Every host facility one daemon uses; `sparkd.system.real_host` builds the real ones."""
@@ -153,6 +202,8 @@ class Host:
     proc: Proc
     netlink: Netlink
     systemd: Systemd
+    journal: Journal
     gpus: Gpus
     http: HttpProbe
     runner: Runner
+    ports: Ports

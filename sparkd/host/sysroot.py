@@ -17,8 +17,10 @@ from pathlib import Path
 
 from sparkd.files import NotARegularFile, read_regular
 
-#: How many files' digests `Sysroot.sha256` remembers (one NCCL library per framework environment).
-DIGEST_CACHE = 16
+#: How many files' digests `Sysroot.sha256` remembers: one NCCL library per framework environment, and
+#: every file of the model directories whose manifests are computed (at most 4096 files each, so a model
+#: is hashed once per daemon). An entry is a path and two small tuples: 8192 of them are a few MB.
+DIGEST_CACHE = 8192
 
 
 class Sysroot:
@@ -81,6 +83,36 @@ class Sysroot:
         except (FileNotFoundError, NotADirectoryError):
             return []
 
+    def entries(self, host_path: str, limit: int) -> list[tuple[str, str, int]] | None:
+        """A directory's entries as (name, kind, size), sorted; None when it does not exist. Kind is "file"
+        (size in bytes), "dir" or "other" (size 0). Symlinks, the directory's own included, are followed
+        only while they resolve inside the sysroot: a link out of it, a dangling link or a loop is "other",
+        and so is a FIFO, socket or device (never opened). At most `limit` + 1 entries are read (so a
+        caller sees there are more); which ones is then the kernel's order. OSError (EXDEV when the
+        directory resolves outside the sysroot, NotADirectoryError) when it cannot be listed."""
+        real = self._resolve(host_path)
+        if real is None:
+            return None
+        root = os.path.realpath(self.root)
+        found: list[tuple[str, str, int]] = []
+        with os.scandir(real) as listing:
+            for entry in listing:
+                if len(found) > limit:
+                    break
+                found.append((entry.name, *_entry_kind(root, entry)))
+        return sorted(found)
+
+    def read_resolved(self, host_path: str, limit: int) -> bytes | None:
+        """`read_bounded`, but a symlink is followed while it resolves inside the sysroot (as `sha256`
+        does): how a file of a model directory is read, where links into a blob store are the norm."""
+        real = self._resolve(host_path)
+        if real is None:
+            return None
+        try:
+            return read_regular(Path(real), limit, follow_symlinks=False)[0]
+        except FileNotFoundError:
+            return None
+
     def read_bounded(self, host_path: str, limit: int) -> bytes | None:
         """At most `limit` + 1 bytes of a regular file, never following a symlink and never blocking on a
         FIFO or device; None when it does not exist. OSError when it is not a regular file."""
@@ -94,13 +126,9 @@ class Sysroot:
         are resolved, and the result must lie inside the sysroot (an absolute link in a test or lab sysroot
         points at the machine's own files: refused with EXDEV). Not regular: NotARegularFile; larger than
         `limit`: EFBIG. Read in 1 MiB chunks; cached by the opened file's (device, inode, size, mtime_ns)."""
-        root = os.path.realpath(self.root)
-        try:
-            real = os.path.realpath(self.path(host_path), strict=True)
-        except FileNotFoundError:
+        real = self._resolve(host_path)
+        if real is None:
             return None
-        if os.path.commonpath([root, real]) != root:
-            raise OSError(errno.EXDEV, "resolves outside the sysroot", host_path)
         fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK | os.O_NOFOLLOW)
         try:
             st = os.fstat(fd)
@@ -131,6 +159,19 @@ class Sysroot:
                 self._digests[real] = (key, hexdigest)
         return hexdigest
 
+    def _resolve(self, host_path: str) -> str | None:
+        """The real path of `host_path`, every symlink resolved; None when nothing is there. OSError EXDEV
+        when it resolves outside the sysroot (an absolute link in a test or lab sysroot points at the
+        machine's own files)."""
+        root = os.path.realpath(self.root)
+        try:
+            real = os.path.realpath(self.path(host_path), strict=True)
+        except FileNotFoundError:
+            return None
+        if os.path.commonpath([root, real]) != root:
+            raise OSError(errno.EXDEV, "resolves outside the sysroot", host_path)
+        return real
+
     def remove(self, host_path: str) -> bool:
         """Removes the file (never a directory); returns False when it was not there."""
         try:
@@ -138,6 +179,23 @@ class Sysroot:
         except FileNotFoundError:
             return False
         return True
+
+
+def _entry_kind(root: str, entry: os.DirEntry[str]) -> tuple[str, int]:
+    """("file", size), ("dir", 0) or ("other", 0) for one directory entry (see `Sysroot.entries`)."""
+    try:
+        if entry.is_symlink():
+            target = os.path.realpath(entry.path, strict=True)
+            if os.path.commonpath([root, target]) != root:
+                return "other", 0
+            st = os.stat(target, follow_symlinks=False)
+        else:
+            st = entry.stat(follow_symlinks=False)
+    except OSError:  # dangling, a loop, or gone since the listing
+        return "other", 0
+    if stat.S_ISREG(st.st_mode):
+        return "file", st.st_size
+    return ("dir", 0) if stat.S_ISDIR(st.st_mode) else ("other", 0)
 
 
 def _fsync_dir(directory: Path) -> None:

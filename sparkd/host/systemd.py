@@ -8,10 +8,18 @@ machines; see docs/architecture.md.)
 
 Units started here are transient and are NOT children of sparkd: restarting sparkd
 never restarts them; sparkd re-adopts them by name.
+
+Types on the bus are systemd's org.freedesktop.systemd1(5): ListUnitsByNames returns
+a(ssssssouso) (name, description, load, active, sub, following, unit object path, job id,
+job type, job path); a service object's org.freedesktop.systemd1.Service interface has
+MainPID u, Result s, ExecMainCode i, ExecMainStatus i, NRestarts u, ExecMainExitTimestamp t
+(realtime microseconds, 0 when it has not exited), and TimeoutStopUSec t (microseconds).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from jeepney import DBusAddress, DBusErrorResponse, new_method_call
@@ -22,6 +30,19 @@ from sparkd.model.unit import UnitSpec, UnitState
 
 _SYSTEMD = "org.freedesktop.systemd1"
 _MANAGER = DBusAddress("/org/freedesktop/systemd1", bus_name=_SYSTEMD, interface=f"{_SYSTEMD}.Manager")
+_SERVICE = f"{_SYSTEMD}.Service"
+
+#: The Service properties `states` reads, with their D-Bus types, and the UnitState field each fills.
+SERVICE_PROPERTIES: dict[str, tuple[str, str]] = {
+    "MainPID": ("u", "main_pid"),
+    "Result": ("s", "result"),
+    "ExecMainCode": ("i", "exec_main_code"),
+    "ExecMainStatus": ("i", "exec_main_status"),
+    "NRestarts": ("u", "n_restarts"),
+    "ExecMainExitTimestamp": ("t", "exit_time"),
+}
+#: D-Bus value -> UnitState field value, by signature (a "t" here is a timestamp in microseconds).
+_CONVERT: dict[str, Callable[[Any], Any]] = {"s": str, "u": int, "i": int, "t": lambda usec: int(usec) / 1e6}
 
 
 def _properties(spec: UnitSpec) -> list[tuple[str, tuple[str, Any]]]:
@@ -39,7 +60,33 @@ def _properties(spec: UnitSpec) -> list[tuple[str, tuple[str, Any]]]:
         props.append(("NotifyAccess", ("s", "main")))
     if spec.working_directory:
         props.append(("WorkingDirectory", ("s", spec.working_directory)))
+    if spec.timeout_stop_s > 0:
+        props.append(("TimeoutStopUSec", ("t", round(spec.timeout_stop_s * 1_000_000))))
     return props
+
+
+def unit_states(
+    units: Sequence[Sequence[Any]], properties: Mapping[str, Mapping[str, tuple[str, Any]]]
+) -> dict[str, UnitState]:
+    """UnitStates from ListUnitsByNames' a(ssssssouso) tuples and, by unit name, the Service properties
+    read for it (name -> (D-Bus signature, value), as jeepney gives a variant). A property that is
+    missing or of another type than SERVICE_PROPERTIES says keeps its default.
+
+    A unit whose start job is still queued (just after StartTransientUnit, on a busy machine) is
+    "inactive" to systemd; it is reported "activating", which is what it is: not a failure.
+    """
+    result = {}
+    for name, _, load, active, sub, _following, _path, job_id, job_type, _job in units:
+        starting = active == "inactive" and job_id and job_type == "start"
+        facts: dict[str, Any] = {}
+        for prop, (signature, value) in properties.get(str(name), {}).items():
+            expected = SERVICE_PROPERTIES.get(prop)
+            if expected is not None and expected[0] == signature:
+                facts[expected[1]] = _CONVERT[signature](value)
+        result[str(name)] = UnitState(
+            str(name), str(load), "activating" if starting else str(active), str(sub), **facts
+        )
+    return result
 
 
 class DbusSystemd:
@@ -52,12 +99,16 @@ class DbusSystemd:
     def __init__(self) -> None:
         self._router: DBusRouter | None = None
         self._connection: DBusConnection | None = None
+        self._connecting = asyncio.Lock()  # concurrent calls (states' property reads) open one connection
 
     async def _get_router(self) -> DBusRouter:
-        if self._router is None:
-            self._connection = await open_dbus_connection(bus="SYSTEM")
-            self._router = DBusRouter(self._connection)
-        return self._router
+        if self._router is not None:
+            return self._router
+        async with self._connecting:
+            if self._router is None:
+                self._connection = await open_dbus_connection(bus="SYSTEM")
+                self._router = DBusRouter(self._connection)
+            return self._router
 
     async def close(self) -> None:
         if self._router is not None and self._connection is not None:
@@ -65,13 +116,20 @@ class DbusSystemd:
             await self._connection.close()
         self._router = self._connection = None
 
-    async def _call(self, address: DBusAddress, method: str, signature: str, body: tuple[Any, ...]) -> Any:
+    async def _call(
+        self, address: DBusAddress, method: str, signature: str, body: tuple[Any, ...], reconnect: bool = True
+    ) -> Any:
+        """One method call. A dropped bus is reopened and the call sent again once, unless `reconnect` is
+        False (calls made concurrently: one of them failing must not tear the connection down under the
+        others; the next call that reconnects does)."""
         message = new_method_call(address, method, signature, body)
         for attempt in (1, 2):
             try:
                 reply = await (await self._get_router()).send_and_get_reply(message)
                 return unwrap_msg(reply)
             except (OSError, RouterClosed) as e:
+                if not reconnect:
+                    raise HostOperationFailed(f"cannot reach systemd over D-Bus: {e}", method=method) from e
                 await self._drop()
                 if attempt == 2:
                     raise HostOperationFailed(f"cannot reach systemd over D-Bus: {e}", method=method) from e
@@ -92,7 +150,7 @@ class DbusSystemd:
 
     async def stop(self, name: str) -> None:
         """Stops a unit; a unit that is not loaded is already stopped."""
-        state = await self.state(name)
+        state = unit_states(await self._list([name]), {})[name]
         if state.load_state == "loaded" and state.active_state not in ("inactive", "failed"):
             await self._call(_MANAGER, "StopUnit", "ss", (name, "replace"))
         if state.active_state == "failed":
@@ -104,19 +162,40 @@ class DbusSystemd:
 
     async def states(self, names: list[str]) -> dict[str, UnitState]:
         """Load, active and sub state of many units in one ListUnitsByNames round trip (systemd loads the
-        ones it does not know, answering "not-found").
+        ones it does not know, answering "not-found"), then each loaded service's SERVICE_PROPERTIES
+        (see `unit_states`).
 
-        A unit whose start job is still queued (just after StartTransientUnit, on a busy machine) is
-        "inactive" to systemd; it is reported "activating", which is what it is: not a failure.
+        The properties are one Properties.Get per property, all units' and all properties' calls in flight
+        at once: one more round trip in all. Not GetAll: on the Service interface that makes systemd
+        compute and send every property of the unit, cgroup accounting included (memory.current,
+        pids.current, io and IP counters are read from cgroupfs at each call), some 300 of them, for 6. A
+        unit whose properties cannot be read (it was unloaded meanwhile, the bus dropped) keeps the
+        defaults; the probe itself does not fail for it.
         """
         if not names:
             return {}
+        units = await self._list(names)
+        paths = {str(u[0]): str(u[6]) for u in units if u[2] == "loaded" and str(u[0]).endswith(".service")}
+        found = await asyncio.gather(*(self._service_properties(path) for path in paths.values()))
+        return unit_states(units, dict(zip(paths, found, strict=True)))
+
+    async def _list(self, names: list[str]) -> list[tuple[Any, ...]]:
         (units,) = await self._call(_MANAGER, "ListUnitsByNames", "as", (list(names),))
-        result = {}
-        for name, _, load, active, sub, _following, _path, job_id, job_type, _job in units:
-            starting = active == "inactive" and job_id and job_type == "start"
-            result[str(name)] = UnitState(str(name), str(load), "activating" if starting else str(active), str(sub))
-        return result
+        return list(units)
+
+    async def _service_properties(self, path: str) -> dict[str, tuple[str, Any]]:
+        """The unit's SERVICE_PROPERTIES as (signature, value) variants; {} when any of them failed."""
+        address = DBusAddress(path, bus_name=_SYSTEMD, interface="org.freedesktop.DBus.Properties")
+        calls = (self._call(address, "Get", "ss", (_SERVICE, prop), reconnect=False) for prop in SERVICE_PROPERTIES)
+        replies = await asyncio.gather(*calls, return_exceptions=True)
+        found = {}
+        for prop, reply in zip(SERVICE_PROPERTIES, replies, strict=True):
+            if isinstance(reply, BaseException):
+                if not isinstance(reply, Exception):
+                    raise reply  # a cancellation is not a failed property
+                return {}
+            (found[prop],) = reply
+        return found
 
     async def list_units(self, pattern: str) -> list[str]:
         """Names of the loaded units matching a glob `pattern` (e.g. "sparkd-demo-rank*.service")."""

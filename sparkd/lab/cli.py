@@ -1,4 +1,4 @@
-"""`sparkd lab up|status|exec|down`: the command line of the lab.
+"""`sparkd lab up|status|exec|reboot|fault|down`: the command line of the lab.
 
 The lab itself is imported by each command, not here: the daemon builds this parser too (`sparkd run`)
 and must not load the lab to do so.
@@ -46,6 +46,18 @@ def _reboot(args: argparse.Namespace) -> int:
         lab.reboot(args.node)
     except lab.LabError as e:
         print(f"sparkd lab: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _fault(args: argparse.Namespace) -> int:
+    from sparkd.lab import faults, lab
+
+    try:
+        switch = faults.Fault(args.mode, args.seconds or 0.0)
+        lab.fault(args.node, args.name, args.rank, switch)
+    except (lab.LabError, faults.FaultError) as e:
+        print(f"sparkd lab fault: {e}", file=sys.stderr)
         return 1
     return 0
 
@@ -119,7 +131,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     e.add_argument("node")
     e.add_argument("cmd", nargs=argparse.REMAINDER)
     e.set_defaults(func=_exec)
-    r = verbs.add_parser("reboot", help="a new boot ID for a node and its sparkd restarted (units keep running)")
+    r = verbs.add_parser("reboot", help="a simulated reboot: sparkd and the units stop, new boot ID, sparkd starts")
     r.add_argument("node")
     r.set_defaults(func=_reboot)
+    f = verbs.add_parser(
+        "fault",
+        help="make a deployment rank's framework stand-in crash, wedge or start slowly (none clears)",
+        description="Sets the fault switch of one rank of a deployment, a file the lab's vLLM stand-in polls "
+        'every 0.2 s (docs/lab.md, "Fault switches"). crash: it exits with status 3 at once, after an ERROR '
+        "line, and the switch is consumed (the next start runs normally). wedge: it stays up, /health answers "
+        "200, but completions hang and the token counters stop (a wedged worker stops answering the head), until "
+        "cleared. slow_start --seconds N: every start sleeps N s before the rendezvous. crash_on_start: every "
+        "start exits 1, until cleared. none: clears the switch.",
+    )
+    f.add_argument("node", help="the lab node that runs the rank (checked against its deployment records)")
+    f.add_argument("name", help="the deployment, or the served model name its stand-ins run with")
+    f.add_argument("rank", type=int, help="the rank (0 is the head)")
+    f.add_argument("mode", choices=["crash", "wedge", "slow_start", "crash_on_start", "none"])
+    f.add_argument("--seconds", type=float, help="how long a slow_start sleeps (slow_start only)")
+    f.set_defaults(func=_fault)
     verbs.add_parser("down", help="remove everything the lab created").set_defaults(func=_down)

@@ -8,6 +8,7 @@ kernel release string follows DGX OS's `-nvidia` kernel flavour; it is illustrat
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -42,8 +43,40 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text)
 
 
+#: A tiny Llama-shaped model (2 layers): what the memory planner and the manifests read in the lab. The
+#: stand-in framework never opens it.
+TINY_CONFIG = {
+    "architectures": ["LlamaForCausalLM"],
+    "model_type": "llama",
+    "hidden_size": 256,
+    "intermediate_size": 512,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "num_hidden_layers": 2,
+    "vocab_size": 1024,
+    "max_position_embeddings": 4096,
+    "tie_word_embeddings": False,
+    "torch_dtype": "bfloat16",
+}
+LAB_MODELS = ("/models/demo", "/models/tiny")
+
+
+def write_model(root: Path, model: str, weights: bytes = b"") -> None:
+    """A tiny model directory at `model` under the sysroot `root`: config.json, a tokenizer and "weights"
+    (the same bytes on every node unless `weights` is given, so that the manifests agree)."""
+    directory = root / model.lstrip("/")
+    _write(directory / "config.json", json.dumps(TINY_CONFIG, indent=2) + "\n")
+    _write(directory / "tokenizer.json", '{"version": "1.0", "model": {"type": "BPE"}}\n')
+    data = weights or b"".join(hashlib.sha256(b"sparkd lab weights %d" % i).digest() for i in range(2048))
+    path = directory / "model.safetensors"
+    if not path.exists() or path.read_bytes() != data:
+        path.write_bytes(data)
+
+
 def write_node_fixtures(root: Path, index: int, venv: str = "") -> None:
-    """Writes the hardware fixtures of lab node `index` under the sysroot `root`."""
+    """Writes the hardware fixtures of lab node `index` under the sysroot `root`, and the lab's tiny models."""
+    for model in LAB_MODELS:
+        write_model(root, model)
     _write(root / "proc/meminfo", MEMINFO)
     _write(root / "proc/sys/kernel/osrelease", KERNEL)
     # A boot ID of the node's own: `sparkd lab reboot`-style tests write a new one to simulate a reboot.

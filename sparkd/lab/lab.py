@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import shutil
 import sys
 import threading
@@ -21,7 +22,8 @@ from typing import TypeVar
 
 from sparkctl_client.client import Client, ClientError
 from sparkd.host.systemd import DbusSystemd
-from sparkd.lab import fixtures, sandbox, topology
+from sparkd.lab import faults, fixtures, sandbox, topology
+from sparkd.model.deployment import unit_name
 from sparkd.model.unit import UnitSpec
 from sparkd.v1 import host_service_pb2, node_service_pb2, peer_pb2, peer_service_pb2
 
@@ -30,8 +32,12 @@ LAB_DIR = Path(os.environ.get("SPARKD_LAB_DIR", "/var/lib/sparkd-lab"))
 STATE = LAB_DIR / "lab.json"
 STANDIN = """#!/bin/sh
 # sparkd lab stand-in for vLLM (sparkd/lab/standins/vllm.py); not the real vLLM.
+# Its fault switches (`sparkd lab fault`, docs/lab.md) are files under $SPARKD_LAB_FAULTS_DIR.
+export {faults_env}={faults}
 exec {python} -m sparkd.lab.standins.vllm "$@"
 """
+#: The largest deployment record the lab reads (sparkd.engine.store.MAX_RECORD_BYTES, its writer's bound).
+MAX_RECORD_BYTES = 256 * 1024
 
 
 class LabError(Exception):
@@ -98,7 +104,10 @@ nvml_fixture = "{fixtures.NVML_FIXTURE}"
 def _write_standins() -> None:
     vllm = LAB_DIR / "frameworks/vllm/bin/vllm"
     vllm.parent.mkdir(parents=True, exist_ok=True)
-    vllm.write_text(STANDIN.format(python=sys.executable))
+    faults_dir = shlex.quote(str(faults.faults_dir(LAB_DIR)))
+    vllm.write_text(
+        STANDIN.format(python=shlex.quote(sys.executable), faults_env=faults.FAULTS_DIR_ENV, faults=faults_dir)
+    )
     vllm.chmod(0o755)
 
 
@@ -261,31 +270,42 @@ def _reap_when_done(pid: int) -> None:
     threading.Thread(target=reap, name="sandbox-reaper", daemon=True).start()
 
 
-async def _restart_transient(spec: UnitSpec) -> None:
-    """Stops a transient unit, waits until systemd has unloaded it, and starts it afresh."""
+async def _restart_transient(
+    spec: UnitSpec, also_stop: tuple[str, ...] = (), between: Callable[[], None] = lambda: None
+) -> None:
+    """Stops a transient unit (and then `also_stop`), waits until systemd has unloaded it, runs `between` and
+    starts it afresh."""
     systemd = DbusSystemd()
     try:
         await systemd.stop(spec.name)
+        for unit in also_stop:
+            await systemd.stop(unit)
         deadline = time.monotonic() + 20
         while (await systemd.state(spec.name)).load_state != "not-found":
             if time.monotonic() > deadline:
                 raise LabError(f"{spec.name} did not stop within 20 s; see `journalctl -u {spec.name}`")
             await asyncio.sleep(0.1)
+        between()
         await systemd.start(spec)
     finally:
         await systemd.close()
 
 
 def reboot(node: str, log: Callable[[str], None] = print) -> str:
-    """Simulates a reboot of `node` as far as sparkd can tell: a new boot ID under the node's sysroot, and its
-    daemon restarted (the lab's nodes share this machine's kernel, so nothing else restarts: the node's
-    deployment units keep running). Returns the new boot ID once the daemon answers again."""
+    """Simulates a reboot of `node`: its sparkd stops, then every deployment unit of the node (its records
+    name them), a new boot ID is written under the node's sysroot, and sparkd starts again, as after power
+    on. (The lab's nodes share this machine's kernel: nothing else restarts.) Returns the new boot ID once
+    the daemon answers again."""
     state = LabState.load()
     if state is None or node not in state.nodes:
         raise LabError(f"no lab node {node!r} (is the lab up? `sparkd lab status`)")
     boot_id = str(uuid.uuid4())
-    (sysroot(node) / "proc/sys/kernel/random/boot_id").write_text(boot_id + "\n")
-    asyncio.run(_restart_transient(_daemon_unit_spec(node)))
+    units = tuple(unit_name(name, rank) for name, _, rank in _records(node))
+
+    def new_boot() -> None:
+        (sysroot(node) / "proc/sys/kernel/random/boot_id").write_text(boot_id + "\n")
+
+    asyncio.run(_restart_transient(_daemon_unit_spec(node), units, new_boot))
     client = Client(str(admin_socket(node)))
     try:
         _wait(
@@ -297,6 +317,51 @@ def reboot(node: str, log: Callable[[str], None] = print) -> str:
         client.close()
     log(f"{node} rebooted: boot ID {boot_id}")
     return boot_id
+
+
+def _records(node: str) -> list[tuple[str, str, int]]:
+    """(deployment, served model name, rank) of each deployment record on `node` (the lab's own files; an
+    unreadable record is left out)."""
+    found = []
+    for record in sorted((sysroot(node) / "var/lib/sparkd/deployments").glob("*.json")):
+        try:
+            with record.open("rb") as f:
+                doc = json.loads(f.read(MAX_RECORD_BYTES + 1))
+            spec, rank = doc["spec"], doc["assignment"]["rank"]
+            if isinstance(spec["served_model_name"], str) and isinstance(rank, int):
+                found.append((record.name.removesuffix(".json"), spec["served_model_name"], rank))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return found
+
+
+def fault(node: str, name: str, rank: int, switch: faults.Fault, log: Callable[[str], None] = print) -> Path:
+    """Sets (or, with mode none, clears) the fault switch of `rank` of the deployment `name` (a deployment
+    name, or the served model name the stand-in runs with), and returns the fault file's path.
+
+    The fault files are shared by every lab node (`sparkd.lab.faults`: the path names the served model name
+    and the rank, not the node); `node` says which node runs that rank, and is checked: it must be a lab
+    node, and where its records know the deployment, they must give it that rank. A name no record on `node`
+    knows is taken as a served model name: the switch acts when a stand-in serving it as that rank runs."""
+    state = LabState.load()
+    if state is None or node not in state.nodes:
+        raise LabError(f"no lab node {node!r} (is the lab up? `sparkd lab status`)")
+    known = [r for r in _records(node) if name in (r[0], r[1])]
+    served = name
+    if known:
+        deployment, served, on_node = next((r for r in known if r[0] == name), known[0])
+        if on_node != rank:
+            raise LabError(f"{node} runs rank {on_node} of {deployment}, not rank {rank}; give rank {on_node}")
+    else:
+        log(f"{node} knows no deployment {name!r}: the switch acts on a stand-in serving {name!r} as rank {rank}")
+    try:
+        path = faults.fault_path(faults.faults_dir(LAB_DIR), served, rank)
+    except faults.FaultError as e:
+        raise LabError(str(e)) from None
+    faults.write_fault(path, switch)
+    what = "cleared" if switch.mode == "none" else faults.encode_fault(switch).decode().strip()
+    log(f"{node}: rank {rank} of {served}: {what} ({path})")
+    return path
 
 
 def down(log: Callable[[str], None] = print) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from sparkd.model.unit import UnitSpec
+
 
 class Framework(Enum):
     """Mirrors sparkd.v1.Framework; the values are the spec's YAML spellings."""
@@ -23,6 +25,22 @@ class DeploymentState(Enum):
     READY = "READY"
     FAILED = "FAILED"
     STOPPING = "STOPPING"
+    UNHEALTHY = "UNHEALTHY"
+
+
+#: The rendezvous ports (--master-port) the head hands out, one per deployment.
+RENDEZVOUS_PORTS = range(29501, 29565)
+KV_CACHE_DTYPES = ("auto", "fp8", "bf16")  # vLLM 0.33 --kv-cache-dtype: auto, fp8, bfloat16
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Engine options the memory planner and the launch plan share; None means the framework's default."""
+
+    context_length: int | None = None  # None: the model's max_position_embeddings
+    concurrency: int | None = None  # sequences at full context; the plan counts None as 1
+    memory_fraction: float | None = None  # None: the framework's default (vLLM 0.33: 0.92)
+    kv_cache_dtype: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -36,6 +54,7 @@ class DeploymentSpec:
     pipeline: int
     tensor: int
     port: int = 8000
+    engine: EngineOptions = EngineOptions()
 
     @property
     def world_size(self) -> int:
@@ -85,6 +104,29 @@ class NodePart:
 
 
 @dataclass(frozen=True)
+class Failure:
+    """Why a rank stopped serving: the first one of an incident."""
+
+    rank: int
+    node_name: str
+    unit: str
+    cause: str
+    journal_tail: tuple[str, ...] = ()
+    time: float = 0.0
+
+
+@dataclass(frozen=True)
+class Supervision:
+    """The head supervisor's persisted record of a deployment (restarts survive daemon restarts)."""
+
+    restarts: int = 0
+    failures_in_row: int = 0
+    breaker_open: bool = False
+    last_failure: Failure | None = None
+    deleting: bool = False  # `deploy down` began but could not reach every node: never restart it
+
+
+@dataclass(frozen=True)
 class DeploymentRecord:
     """What a node persists about a deployment (on the head: every node's part)."""
 
@@ -92,6 +134,7 @@ class DeploymentRecord:
     assignment: Assignment
     parts: tuple[NodePart, ...]  # empty on workers
     create_time: float
+    supervision: Supervision = Supervision()
 
     @property
     def unit(self) -> str:
@@ -118,6 +161,8 @@ class NodeStatus:
     address: str
     unit: str
     unit_active_state: str
+    health: str = ""
+    reachable: bool = True
 
 
 @dataclass(frozen=True)
@@ -132,6 +177,10 @@ class DeploymentStatus:
     create_time: float
     unit: str
     unit_active_state: str
+    supervision: Supervision = Supervision()
+    max_failures: int = 0
+    next_restart: float = 0.0  # Unix seconds; 0 when none is planned
+    master_port: int = 0
 
 
 @dataclass(frozen=True)
@@ -142,3 +191,36 @@ class PartSummary:
     state: DeploymentState | None
     unit: str
     unit_active_state: str
+    failure: str = ""  # why the unit stopped ("exited with status 3"), when it did
+    journal_tail: tuple[str, ...] = ()
+    exit_time: float = 0.0  # Unix seconds the main process exited; 0 if unknown
+
+
+@dataclass(frozen=True)
+class PartReport:
+    """A worker's part as the head knows it: whether the node answers, and its last summary."""
+
+    reachable: bool
+    silent_s: float  # seconds since the node's last hello
+    summary: PartSummary | None  # None: the node has not reported this deployment
+
+
+DEAD_STATES = frozenset({"failed", "inactive", "deactivating"})
+
+
+@dataclass(frozen=True)
+class PartPlan:
+    """A node's answer to "what would you run for this part?" (its own launch plan and the gates' facts)."""
+
+    node_name: str
+    rank: int
+    address: str
+    unit: UnitSpec
+    listen_ports: tuple[int, ...]  # TCP ports the part listens on
+    busy_ports: tuple[int, ...]  # those something on the node already holds
+    memory_bytes: int  # the node's unified memory (MemTotal)
+    model_digest: str  # "" when the manifest could not be made (see problems)
+    model_files: tuple[tuple[str, int, str], ...]  # (path, size, sha256), sorted by path
+    model_config: bytes  # config.json, for the memory planner
+    problems: tuple[str, ...] = ()  # what the node cannot do ("no model directory at /models/x")
+    properties: dict[str, str] | None = None  # as the node reported them; None: `unit_properties(unit)`

@@ -14,6 +14,25 @@ from sparkd.model.inventory import GpuInfo, LinkState, MemoryInfo, RdmaPort
 from sparkd.model.unit import UnitState
 
 
+@dataclass(frozen=True)
+class ServingEvidence:
+    """What the head's serving probes last saw on one API port (`sparkd.engine.observer`).
+
+    `/health` says the server process answers; it does not say tokens come out. The serving
+    probe does: a rise of the framework's generated-token counter since the last look, or else a
+    one-token probe completion answered in time. Counters are consecutive results, so the
+    supervisor can tell a blip from a wedge.
+    """
+
+    health: int | None = None  # the /health status code; None when nothing answered
+    health_failures: int = 0  # consecutive /health probes that were not 200
+    models: tuple[str, ...] | None = None  # the ids /v1/models lists; None when unknown
+    probe_ok: bool | None = None  # the last serving probe; None: not probed since /health turned 200
+    probe_failures: int = 0  # consecutive failed serving probes
+    probe_detail: str = ""  # what the last probe saw ("3 new tokens", "no token in 3.0 s")
+    tokens: float | None = None  # the generated-token counter at the last look
+
+
 @dataclass
 class Snapshot:
     """This node, as last observed."""
@@ -26,7 +45,7 @@ class Snapshot:
     gpu_reason: str = "not observed yet"
     units: dict[str, UnitState] = field(default_factory=dict)
     units_generation: int = 0  # bumped by every mutation that writes `units`
-    health: dict[int, int | None] = field(default_factory=dict)  # head API port -> /health status
+    serving: dict[int, ServingEvidence] = field(default_factory=dict)  # head API port -> its evidence
     deployments: tuple[PartSummary, ...] = ()  # this node's parts, for hellos
 
     def unit(self, name: str) -> UnitState:

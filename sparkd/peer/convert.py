@@ -32,6 +32,8 @@ MAX_NODES = 64
 MAX_SUMMARIES = 64
 MAX_INDEX = 250
 _TEXT_LIMIT = 128
+MAX_LINE = 512  # a failure or journal line in a summary
+MAX_TAIL = 10
 
 
 def ts(seconds: float) -> timestamp_pb2.Timestamp:
@@ -76,6 +78,12 @@ def spec_to_proto(s: DeploymentSpec) -> deployment_pb2.DeploymentSpec:
         served_model_name=s.served_model_name,
         parallelism=deployment_pb2.Parallelism(pipeline=s.pipeline, tensor=s.tensor),
         port=s.port,
+        engine=deployment_pb2.EngineOptions(
+            context_length=s.engine.context_length or 0,
+            concurrency=s.engine.concurrency or 0,
+            memory_fraction=s.engine.memory_fraction or 0.0,
+            kv_cache_dtype=s.engine.kv_cache_dtype,
+        ),
     )
 
 
@@ -89,6 +97,17 @@ def spec_from_proto(m: deployment_pb2.DeploymentSpec, prefix: str = "spec.") -> 
         doc["served_model_name"] = m.served_model_name
     if m.HasField("parallelism"):
         doc["parallelism"] = {"pipeline": m.parallelism.pipeline, "tensor": m.parallelism.tensor}
+    if m.HasField("engine"):
+        e = m.engine
+        engine: dict[str, Any] = {"kv_cache_dtype": e.kv_cache_dtype or "auto"}
+        if e.context_length:
+            engine["context_length"] = e.context_length
+        if e.concurrency:
+            engine["concurrency"] = e.concurrency
+        if e.memory_fraction:
+            # float32 on the wire: round back to what the operator wrote (0.9, not 0.8999999762)
+            engine["memory_fraction"] = round(e.memory_fraction, 6)
+        doc["engine"] = engine
     try:
         return validate(doc)
     except InvalidSpec as e:
@@ -201,10 +220,25 @@ def versions_from_proto(m: pb.Versions) -> Versions:
 def summaries_to_proto(parts: tuple[PartSummary, ...]) -> list[pb.DeploymentSummary]:
     return [
         pb.DeploymentSummary(
-            name=p.name, state=state_to_proto(p.state), unit=p.unit, unit_active_state=p.unit_active_state
+            name=p.name,
+            state=state_to_proto(p.state),
+            unit=p.unit,
+            unit_active_state=p.unit_active_state,
+            failure=printable(p.failure, MAX_LINE),
+            journal_tail=[printable(line, MAX_LINE) for line in p.journal_tail[-MAX_TAIL:]],
+            exit_time=p.exit_time,
         )
         for p in parts
     ]
+
+
+def printable(text: str, limit: int) -> str:
+    """Display text from a peer or a journal: at most `limit` characters, anything unprintable as '?'."""
+    return "".join(c if c.isprintable() else "?" for c in text[:limit])
+
+
+def _time(value: float) -> float:
+    return value if 0 <= value < 1e11 else 0.0  # NaN fails both comparisons
 
 
 def summaries_from_proto(items: Any, field: str = "deployments") -> dict[str, PartSummary]:
@@ -221,7 +255,20 @@ def summaries_from_proto(items: Any, field: str = "deployments") -> dict[str, Pa
             continue
         _text(d.unit, f"{field}[{i}].unit", bad)
         _text(d.unit_active_state, f"{field}[{i}].unit_active_state", bad, 32)
-        result[d.name] = PartSummary(d.name, state_from_proto(d.state), d.unit, d.unit_active_state)
+        if len(d.journal_tail) > MAX_TAIL:
+            bad.append(
+                FieldViolation(f"{field}[{i}].journal_tail", f"at most {MAX_TAIL} lines, got {len(d.journal_tail)}")
+            )
+            continue
+        result[d.name] = PartSummary(
+            d.name,
+            state_from_proto(d.state),
+            d.unit,
+            d.unit_active_state,
+            printable(d.failure, MAX_LINE),
+            tuple(printable(line, MAX_LINE) for line in d.journal_tail),
+            _time(d.exit_time),
+        )
     if bad:
         raise InvalidSpec(bad)
     return result

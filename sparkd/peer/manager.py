@@ -27,7 +27,7 @@ from sparkd.engine.membership import Member, Membership
 from sparkd.errors import PeerUnavailable, PermissionDenied, PreconditionFailed
 from sparkd.events import EventBus
 from sparkd.identity import Identity
-from sparkd.model.deployment import Assignment, DeploymentSpec, DeploymentState, PartSummary, WorkerInfo
+from sparkd.model.deployment import Assignment, DeploymentSpec, DeploymentState, PartReport, PartSummary, WorkerInfo
 from sparkd.model.observed import Snapshot
 from sparkd.model.peer import PeerInfo, PeerState
 from sparkd.model.versions import Versions, blocking, compare
@@ -40,7 +40,7 @@ log = structlog.get_logger(__name__)
 
 START_TIMEOUT_S = 30.0
 MONITOR_S = 0.1
-MAX_RESPONSE_BYTES = 1024 * 1024
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # a PreparePart answer (limits.PEER)
 CAPABILITIES = ("epochs", "versions")
 CHANNEL_OPTIONS: list[tuple[str, object]] = [
     ("grpc.max_receive_message_length", MAX_RESPONSE_BYTES),
@@ -301,12 +301,21 @@ class PeerManager:
                 peer=peer.name,
             ) from e
 
-    def worker_unit_state(self, node_id: str, name: str) -> str:
+    def part_report(self, node_id: str, name: str) -> PartReport:
+        """A worker's part as its hellos report it; a node that is not connected is unreachable."""
+        self.expire()
         p = self._peers.get(node_id)
-        if p is not None and p.state is PeerState.CONNECTED:
-            d = p.deployments.get(name)
-            return d.unit_active_state if d else "unknown"
-        return ""
+        silent = time.monotonic() - p.seen if p is not None and p.seen else float("inf")
+        if p is None or p.state is not PeerState.CONNECTED:
+            return PartReport(False, silent, None)
+        return PartReport(True, silent, p.deployments.get(name))
+
+    @property
+    def head_name(self) -> str:
+        """The head's node name ("" when unpaired)."""
+        if self.membership.role == "head":
+            return self.config.node.name
+        return next((m.name for m in self.membership.peers() if m.role == "head"), "")
 
     def head_state(self, name: str) -> DeploymentState | None:
         head = next((p for p in self._peers.values() if p.index == 0), None)

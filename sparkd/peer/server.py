@@ -18,21 +18,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 import grpc
 import structlog
 
-from sparkd.engine.launch import MASTER_PORT
 from sparkd.engine.membership import Member, Membership
 from sparkd.engine.spec import validate_name
 from sparkd.errors import FieldViolation, InvalidSpec, PermissionDenied
-from sparkd.model.deployment import Assignment, DeploymentSpec
-from sparkd.model.unit import UnitState
+from sparkd.host.protocols import Journal
+from sparkd.model.deployment import RENDEZVOUS_PORTS, Assignment, DeploymentSpec, PartPlan
+from sparkd.model.unit import JournalLine, UnitState
 from sparkd.peer import convert, tls
 from sparkd.peer.manager import PeerManager
 from sparkd.peer.pairing import PairingOffice
+from sparkd.peer.parts import plan_to_proto
 from sparkd.peer.session import WorkerSession
 from sparkd.peer.v1 import peer_service_pb2 as pb
 from sparkd.peer.v1 import peer_service_pb2_grpc as pb_grpc
@@ -41,6 +42,8 @@ from sparkd.rpc.errors import Interceptor
 
 log = structlog.get_logger(__name__)
 
+MAX_LOG_LINES = 1000
+
 
 class LocalParts(Protocol):
     """What the peer service asks of this node's deployments (the engine's DeploymentManager)."""
@@ -48,6 +51,15 @@ class LocalParts(Protocol):
     async def start_part(self, spec: DeploymentSpec, assignment: Assignment) -> UnitState: ...
 
     async def stop_part(self, name: str) -> str: ...
+
+    async def prepare_part(self, spec: DeploymentSpec, assignment: Assignment) -> PartPlan: ...
+
+    def part_unit(self, name: str) -> str:
+        """This node's unit of deployment `name`; NotFound when it has no part of it."""
+        ...
+
+    @property
+    def journal(self) -> Journal: ...
 
 
 def caller(membership: Membership, context: grpc.aio.ServicerContext) -> Member | None:
@@ -76,10 +88,12 @@ def check_assignment(assignment: Assignment, spec: DeploymentSpec) -> None:
                 "assignment.nnodes", f"must be the spec's world size {spec.world_size}, got {assignment.nnodes}"
             )
         )
-    if assignment.master_port != MASTER_PORT:
+    if assignment.master_port not in RENDEZVOUS_PORTS:
         bad.append(
             FieldViolation(
-                "assignment.master_port", f"must be {MASTER_PORT}, the planned one, got {assignment.master_port}"
+                "assignment.master_port",
+                f"must be in the rendezvous range {RENDEZVOUS_PORTS.start}-{RENDEZVOUS_PORTS.stop - 1}, "
+                f"got {assignment.master_port}",
             )
         )
     if bad:
@@ -107,6 +121,34 @@ class PeerServicer(pb_grpc.PeerServiceServicer):  # type: ignore[misc]
         self.session.check_epoch(request.epoch)
         name = validate_name(request.name)
         return pb.StopPartResponse(unit=await self.parts.stop_part(name))
+
+    async def PreparePart(
+        self, request: pb.PreparePartRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PreparePartResponse:
+        self.session.check_epoch(request.epoch)
+        spec = convert.spec_from_proto(request.spec)
+        assignment = convert.assignment_from_proto(request.assignment, self.peers.head_address)
+        check_assignment(assignment, spec)
+        return plan_to_proto(await self.parts.prepare_part(spec, assignment))
+
+    async def PartLogs(
+        self, request: pb.PartLogsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.PartLogsResponse]:
+        self.session.check_epoch(request.epoch)
+        unit = self.parts.part_unit(validate_name(request.name))
+        if not 1 <= request.lines <= MAX_LOG_LINES:
+            raise InvalidSpec.one("lines", f"must be from 1 to {MAX_LOG_LINES}, got {request.lines}")
+        if request.follow:
+            lines: AsyncIterator[JournalLine] = self.parts.journal.follow(unit, request.lines)
+        else:
+            lines = _each(await self.parts.journal.tail(unit, request.lines))
+        async for line in lines:
+            yield pb.PartLogsResponse(unit=line.unit, time=line.timestamp, message=line.message)
+
+
+async def _each(lines: list[JournalLine]) -> AsyncIterator[JournalLine]:
+    for line in lines:
+        yield line
 
 
 class PairingServicer(pb_grpc.PairingServiceServicer):  # type: ignore[misc]

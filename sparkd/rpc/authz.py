@@ -31,6 +31,11 @@ LOCAL: dict[str, Access] = {
     f"{_V1}DeploymentService/GetDeployment": Access.READ,
     f"{_V1}DeploymentService/ListDeployments": Access.READ,
     f"{_V1}DeploymentService/DeleteDeployment": Access.ADMIN,
+    # Plans hash every model file on every node (minutes, the first time): not for any local user.
+    f"{_V1}DeploymentService/PlanDeployment": Access.ADMIN,
+    f"{_V1}DeploymentService/RestartDeployment": Access.ADMIN,
+    # The units' journals can hold prompts and secrets: like `journalctl`, not for any local user.
+    f"{_V1}DeploymentService/DeploymentLogs": Access.ADMIN,
     f"{_V1}StatusService/GetStatus": Access.READ,
     f"{_V1}EventService/WatchEvents": Access.READ,
     "/grpc.health.v1.Health/Check": Access.READ,
@@ -45,6 +50,8 @@ PEER: dict[str, frozenset[str]] = {
     f"{_PEER}Hello": frozenset({"worker"}),  # workers say hello to the head
     f"{_PEER}StartPart": frozenset({"head"}),  # only the head hands out parts
     f"{_PEER}StopPart": frozenset({"head"}),
+    f"{_PEER}PreparePart": frozenset({"head"}),
+    f"{_PEER}PartLogs": frozenset({"head"}),
     # The pairing listener: callers are not authenticated yet ("" is any caller); the token is the check.
     "/sparkd.peer.v1.PairingService/Join": frozenset({""}),
 }

@@ -55,12 +55,13 @@ LOCAL = ServerLimits(
     idle_timeout_ms=600_000,
 )
 
-#: The peer port, before callers are authenticated.
+#: The peer port, before callers are authenticated. A PreparePart answer carries a model manifest (up to
+#: 4096 files) and config.json (up to 1 MiB): 4 MiB out. PartLogs streams one unit's journal per call.
 PEER = ServerLimits(
     max_receive_bytes=256 * 1024,
-    max_send_bytes=1024 * 1024,
+    max_send_bytes=4 * 1024 * 1024,
     max_concurrent_rpcs=16,
-    max_streams=0,  # the peer service has no streaming method
+    max_streams=4,  # PartLogs (the head's `deploy logs --follow`)
     max_streams_per_connection=8,
     max_connections=32,
     handshake_timeout_ms=3_000,

@@ -26,6 +26,7 @@ class DeploymentState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DEPLOYMENT_STATE_READY: _ClassVar[DeploymentState]
     DEPLOYMENT_STATE_FAILED: _ClassVar[DeploymentState]
     DEPLOYMENT_STATE_STOPPING: _ClassVar[DeploymentState]
+    DEPLOYMENT_STATE_UNHEALTHY: _ClassVar[DeploymentState]
 FRAMEWORK_UNSPECIFIED: Framework
 FRAMEWORK_VLLM: Framework
 FRAMEWORK_SGLANG: Framework
@@ -37,6 +38,7 @@ DEPLOYMENT_STATE_STARTING: DeploymentState
 DEPLOYMENT_STATE_READY: DeploymentState
 DEPLOYMENT_STATE_FAILED: DeploymentState
 DEPLOYMENT_STATE_STOPPING: DeploymentState
+DEPLOYMENT_STATE_UNHEALTHY: DeploymentState
 
 class Parallelism(_message.Message):
     __slots__ = ("pipeline", "tensor")
@@ -47,47 +49,101 @@ class Parallelism(_message.Message):
     def __init__(self, pipeline: _Optional[int] = ..., tensor: _Optional[int] = ...) -> None: ...
 
 class DeploymentSpec(_message.Message):
-    __slots__ = ("name", "framework", "model", "served_model_name", "parallelism", "port")
+    __slots__ = ("name", "framework", "model", "served_model_name", "parallelism", "port", "engine")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FRAMEWORK_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SERVED_MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
     PARALLELISM_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_FIELD_NUMBER: _ClassVar[int]
     name: str
     framework: Framework
     model: str
     served_model_name: str
     parallelism: Parallelism
     port: int
-    def __init__(self, name: _Optional[str] = ..., framework: _Optional[_Union[Framework, str]] = ..., model: _Optional[str] = ..., served_model_name: _Optional[str] = ..., parallelism: _Optional[_Union[Parallelism, _Mapping]] = ..., port: _Optional[int] = ...) -> None: ...
+    engine: EngineOptions
+    def __init__(self, name: _Optional[str] = ..., framework: _Optional[_Union[Framework, str]] = ..., model: _Optional[str] = ..., served_model_name: _Optional[str] = ..., parallelism: _Optional[_Union[Parallelism, _Mapping]] = ..., port: _Optional[int] = ..., engine: _Optional[_Union[EngineOptions, _Mapping]] = ...) -> None: ...
+
+class EngineOptions(_message.Message):
+    __slots__ = ("context_length", "concurrency", "memory_fraction", "kv_cache_dtype")
+    CONTEXT_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    KV_CACHE_DTYPE_FIELD_NUMBER: _ClassVar[int]
+    context_length: int
+    concurrency: int
+    memory_fraction: float
+    kv_cache_dtype: str
+    def __init__(self, context_length: _Optional[int] = ..., concurrency: _Optional[int] = ..., memory_fraction: _Optional[float] = ..., kv_cache_dtype: _Optional[str] = ...) -> None: ...
 
 class DeploymentNode(_message.Message):
-    __slots__ = ("node_name", "rank", "address", "unit", "unit_active_state")
+    __slots__ = ("node_name", "rank", "address", "unit", "unit_active_state", "health", "node_reachable")
     NODE_NAME_FIELD_NUMBER: _ClassVar[int]
     RANK_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     UNIT_FIELD_NUMBER: _ClassVar[int]
     UNIT_ACTIVE_STATE_FIELD_NUMBER: _ClassVar[int]
+    HEALTH_FIELD_NUMBER: _ClassVar[int]
+    NODE_REACHABLE_FIELD_NUMBER: _ClassVar[int]
     node_name: str
     rank: int
     address: str
     unit: str
     unit_active_state: str
-    def __init__(self, node_name: _Optional[str] = ..., rank: _Optional[int] = ..., address: _Optional[str] = ..., unit: _Optional[str] = ..., unit_active_state: _Optional[str] = ...) -> None: ...
+    health: str
+    node_reachable: bool
+    def __init__(self, node_name: _Optional[str] = ..., rank: _Optional[int] = ..., address: _Optional[str] = ..., unit: _Optional[str] = ..., unit_active_state: _Optional[str] = ..., health: _Optional[str] = ..., node_reachable: _Optional[bool] = ...) -> None: ...
+
+class Failure(_message.Message):
+    __slots__ = ("rank", "node_name", "unit", "cause", "journal_tail", "time")
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    NODE_NAME_FIELD_NUMBER: _ClassVar[int]
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_TAIL_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    rank: int
+    node_name: str
+    unit: str
+    cause: str
+    journal_tail: _containers.RepeatedScalarFieldContainer[str]
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, rank: _Optional[int] = ..., node_name: _Optional[str] = ..., unit: _Optional[str] = ..., cause: _Optional[str] = ..., journal_tail: _Optional[_Iterable[str]] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Supervision(_message.Message):
+    __slots__ = ("restarts", "failures_in_row", "max_failures", "breaker_open", "last_failure", "next_restart_time")
+    RESTARTS_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_IN_ROW_FIELD_NUMBER: _ClassVar[int]
+    MAX_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    BREAKER_OPEN_FIELD_NUMBER: _ClassVar[int]
+    LAST_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_RESTART_TIME_FIELD_NUMBER: _ClassVar[int]
+    restarts: int
+    failures_in_row: int
+    max_failures: int
+    breaker_open: bool
+    last_failure: Failure
+    next_restart_time: _timestamp_pb2.Timestamp
+    def __init__(self, restarts: _Optional[int] = ..., failures_in_row: _Optional[int] = ..., max_failures: _Optional[int] = ..., breaker_open: _Optional[bool] = ..., last_failure: _Optional[_Union[Failure, _Mapping]] = ..., next_restart_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Deployment(_message.Message):
-    __slots__ = ("name", "spec", "state", "message", "nodes", "create_time")
+    __slots__ = ("name", "spec", "state", "message", "nodes", "create_time", "supervision", "master_port")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SPEC_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     NODES_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    SUPERVISION_FIELD_NUMBER: _ClassVar[int]
+    MASTER_PORT_FIELD_NUMBER: _ClassVar[int]
     name: str
     spec: DeploymentSpec
     state: DeploymentState
     message: str
     nodes: _containers.RepeatedCompositeFieldContainer[DeploymentNode]
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., spec: _Optional[_Union[DeploymentSpec, _Mapping]] = ..., state: _Optional[_Union[DeploymentState, str]] = ..., message: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[DeploymentNode, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    supervision: Supervision
+    master_port: int
+    def __init__(self, name: _Optional[str] = ..., spec: _Optional[_Union[DeploymentSpec, _Mapping]] = ..., state: _Optional[_Union[DeploymentState, str]] = ..., message: _Optional[str] = ..., nodes: _Optional[_Iterable[_Union[DeploymentNode, _Mapping]]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., supervision: _Optional[_Union[Supervision, _Mapping]] = ..., master_port: _Optional[int] = ...) -> None: ...

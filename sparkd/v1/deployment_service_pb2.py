@@ -22,32 +22,59 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from sparkd.v1 import deployment_pb2 as sparkd_dot_v1_dot_deployment__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"sparkd/v1/deployment_service.proto\x12\tsparkd.v1\x1a\x1asparkd/v1/deployment.proto\"c\n\x17\x43reateDeploymentRequest\x12)\n\x04spec\x18\x01 \x01(\x0b\x32\x19.sparkd.v1.DeploymentSpecH\x00\x12\x13\n\tspec_yaml\x18\x02 \x01(\tH\x00\x42\x08\n\x06source\"E\n\x18\x43reateDeploymentResponse\x12)\n\ndeployment\x18\x01 \x01(\x0b\x32\x15.sparkd.v1.Deployment\"$\n\x14GetDeploymentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x15GetDeploymentResponse\x12)\n\ndeployment\x18\x01 \x01(\x0b\x32\x15.sparkd.v1.Deployment\"\x18\n\x16ListDeploymentsRequest\"E\n\x17ListDeploymentsResponse\x12*\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x15.sparkd.v1.Deployment\"\'\n\x17\x44\x65leteDeploymentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"1\n\x18\x44\x65leteDeploymentResponse\x12\x15\n\rstopped_units\x18\x01 \x03(\t2\xfb\x02\n\x11\x44\x65ploymentService\x12[\n\x10\x43reateDeployment\x12\".sparkd.v1.CreateDeploymentRequest\x1a#.sparkd.v1.CreateDeploymentResponse\x12R\n\rGetDeployment\x12\x1f.sparkd.v1.GetDeploymentRequest\x1a .sparkd.v1.GetDeploymentResponse\x12X\n\x0fListDeployments\x12!.sparkd.v1.ListDeploymentsRequest\x1a\".sparkd.v1.ListDeploymentsResponse\x12[\n\x10\x44\x65leteDeployment\x12\".sparkd.v1.DeleteDeploymentRequest\x1a#.sparkd.v1.DeleteDeploymentResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"sparkd/v1/deployment_service.proto\x12\tsparkd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1asparkd/v1/deployment.proto\"c\n\x17\x43reateDeploymentRequest\x12)\n\x04spec\x18\x01 \x01(\x0b\x32\x19.sparkd.v1.DeploymentSpecH\x00\x12\x13\n\tspec_yaml\x18\x02 \x01(\tH\x00\x42\x08\n\x06source\"E\n\x18\x43reateDeploymentResponse\x12)\n\ndeployment\x18\x01 \x01(\x0b\x32\x15.sparkd.v1.Deployment\"$\n\x14GetDeploymentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"B\n\x15GetDeploymentResponse\x12)\n\ndeployment\x18\x01 \x01(\x0b\x32\x15.sparkd.v1.Deployment\"\x18\n\x16ListDeploymentsRequest\"E\n\x17ListDeploymentsResponse\x12*\n\x0b\x64\x65ployments\x18\x01 \x03(\x0b\x32\x15.sparkd.v1.Deployment\"6\n\x17\x44\x65leteDeploymentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"1\n\x18\x44\x65leteDeploymentResponse\x12\x15\n\rstopped_units\x18\x01 \x03(\t\"a\n\x15PlanDeploymentRequest\x12)\n\x04spec\x18\x01 \x01(\x0b\x32\x19.sparkd.v1.DeploymentSpecH\x00\x12\x13\n\tspec_yaml\x18\x02 \x01(\tH\x00\x42\x08\n\x06source\"\x9c\x02\n\nNodeMemory\x12\x0c\n\x04rank\x18\x01 \x01(\r\x12\x11\n\tnode_name\x18\x02 \x01(\t\x12\x13\n\x0b\x66irst_layer\x18\x03 \x01(\r\x12\x11\n\tend_layer\x18\x04 \x01(\r\x12\x14\n\x0cweight_bytes\x18\x05 \x01(\x04\x12\x1a\n\x12kv_bytes_per_token\x18\x06 \x01(\x04\x12\x14\n\x0cmemory_bytes\x18\x07 \x01(\x04\x12\x14\n\x0c\x62udget_bytes\x18\x08 \x01(\x04\x12\x15\n\rreserve_bytes\x18\t \x01(\x04\x12\x1a\n\x12kv_capacity_tokens\x18\n \x01(\x04\x12\x15\n\rneeded_tokens\x18\x0b \x01(\x04\x12\x0c\n\x04\x66its\x18\x0c \x01(\x08\x12\x0f\n\x07refusal\x18\r \x01(\t\"\xfe\x01\n\nMemoryPlan\x12\x12\n\nparameters\x18\x01 \x01(\x04\x12\x18\n\x10weight_precision\x18\x02 \x01(\t\x12\x16\n\x0ekv_cache_dtype\x18\x03 \x01(\t\x12\x14\n\x0cweight_bytes\x18\x04 \x01(\x04\x12\x1a\n\x12kv_bytes_per_token\x18\x05 \x01(\x04\x12\x16\n\x0e\x63ontext_length\x18\x06 \x01(\r\x12\x13\n\x0b\x63oncurrency\x18\x07 \x01(\r\x12\x17\n\x0fmemory_fraction\x18\x08 \x01(\x02\x12$\n\x05nodes\x18\t \x03(\x0b\x32\x15.sparkd.v1.NodeMemory\x12\x0c\n\x04\x66its\x18\n \x01(\x08\"\xdf\x02\n\x08NodePlan\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x05 \x03(\t\x12\x39\n\x0b\x65nvironment\x18\x06 \x03(\x0b\x32$.sparkd.v1.NodePlan.EnvironmentEntry\x12\x37\n\nproperties\x18\x07 \x03(\x0b\x32#.sparkd.v1.NodePlan.PropertiesEntry\x12\x14\n\x0clisten_ports\x18\x08 \x03(\r\x12\x14\n\x0cmodel_digest\x18\t \x01(\t\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb3\x01\n\x16PlanDeploymentResponse\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.sparkd.v1.DeploymentSpec\x12%\n\x06memory\x18\x02 \x01(\x0b\x32\x15.sparkd.v1.MemoryPlan\x12\"\n\x05nodes\x18\x03 \x03(\x0b\x32\x13.sparkd.v1.NodePlan\x12\x13\n\x0bmaster_port\x18\x04 \x01(\r\x12\x10\n\x08\x62lockers\x18\x05 \x03(\t\"(\n\x18RestartDeploymentRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"F\n\x19RestartDeploymentResponse\x12)\n\ndeployment\x18\x01 \x01(\x0b\x32\x15.sparkd.v1.Deployment\"W\n\x15\x44\x65ploymentLogsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tnode_name\x18\x02 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\r\n\x05lines\x18\x04 \x01(\r\"\x82\x01\n\x16\x44\x65ploymentLogsResponse\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\r\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12(\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x05 \x01(\t2\x8b\x05\n\x11\x44\x65ploymentService\x12[\n\x10\x43reateDeployment\x12\".sparkd.v1.CreateDeploymentRequest\x1a#.sparkd.v1.CreateDeploymentResponse\x12R\n\rGetDeployment\x12\x1f.sparkd.v1.GetDeploymentRequest\x1a .sparkd.v1.GetDeploymentResponse\x12X\n\x0fListDeployments\x12!.sparkd.v1.ListDeploymentsRequest\x1a\".sparkd.v1.ListDeploymentsResponse\x12[\n\x10\x44\x65leteDeployment\x12\".sparkd.v1.DeleteDeploymentRequest\x1a#.sparkd.v1.DeleteDeploymentResponse\x12U\n\x0ePlanDeployment\x12 .sparkd.v1.PlanDeploymentRequest\x1a!.sparkd.v1.PlanDeploymentResponse\x12^\n\x11RestartDeployment\x12#.sparkd.v1.RestartDeploymentRequest\x1a$.sparkd.v1.RestartDeploymentResponse\x12W\n\x0e\x44\x65ploymentLogs\x12 .sparkd.v1.DeploymentLogsRequest\x1a!.sparkd.v1.DeploymentLogsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sparkd.v1.deployment_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CREATEDEPLOYMENTREQUEST']._serialized_start=77
-  _globals['_CREATEDEPLOYMENTREQUEST']._serialized_end=176
-  _globals['_CREATEDEPLOYMENTRESPONSE']._serialized_start=178
-  _globals['_CREATEDEPLOYMENTRESPONSE']._serialized_end=247
-  _globals['_GETDEPLOYMENTREQUEST']._serialized_start=249
-  _globals['_GETDEPLOYMENTREQUEST']._serialized_end=285
-  _globals['_GETDEPLOYMENTRESPONSE']._serialized_start=287
-  _globals['_GETDEPLOYMENTRESPONSE']._serialized_end=353
-  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=355
-  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=379
-  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_start=381
-  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_end=450
-  _globals['_DELETEDEPLOYMENTREQUEST']._serialized_start=452
-  _globals['_DELETEDEPLOYMENTREQUEST']._serialized_end=491
-  _globals['_DELETEDEPLOYMENTRESPONSE']._serialized_start=493
-  _globals['_DELETEDEPLOYMENTRESPONSE']._serialized_end=542
-  _globals['_DEPLOYMENTSERVICE']._serialized_start=545
-  _globals['_DEPLOYMENTSERVICE']._serialized_end=924
+  _globals['_NODEPLAN_ENVIRONMENTENTRY']._loaded_options = None
+  _globals['_NODEPLAN_ENVIRONMENTENTRY']._serialized_options = b'8\001'
+  _globals['_NODEPLAN_PROPERTIESENTRY']._loaded_options = None
+  _globals['_NODEPLAN_PROPERTIESENTRY']._serialized_options = b'8\001'
+  _globals['_CREATEDEPLOYMENTREQUEST']._serialized_start=110
+  _globals['_CREATEDEPLOYMENTREQUEST']._serialized_end=209
+  _globals['_CREATEDEPLOYMENTRESPONSE']._serialized_start=211
+  _globals['_CREATEDEPLOYMENTRESPONSE']._serialized_end=280
+  _globals['_GETDEPLOYMENTREQUEST']._serialized_start=282
+  _globals['_GETDEPLOYMENTREQUEST']._serialized_end=318
+  _globals['_GETDEPLOYMENTRESPONSE']._serialized_start=320
+  _globals['_GETDEPLOYMENTRESPONSE']._serialized_end=386
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_start=388
+  _globals['_LISTDEPLOYMENTSREQUEST']._serialized_end=412
+  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_start=414
+  _globals['_LISTDEPLOYMENTSRESPONSE']._serialized_end=483
+  _globals['_DELETEDEPLOYMENTREQUEST']._serialized_start=485
+  _globals['_DELETEDEPLOYMENTREQUEST']._serialized_end=539
+  _globals['_DELETEDEPLOYMENTRESPONSE']._serialized_start=541
+  _globals['_DELETEDEPLOYMENTRESPONSE']._serialized_end=590
+  _globals['_PLANDEPLOYMENTREQUEST']._serialized_start=592
+  _globals['_PLANDEPLOYMENTREQUEST']._serialized_end=689
+  _globals['_NODEMEMORY']._serialized_start=692
+  _globals['_NODEMEMORY']._serialized_end=976
+  _globals['_MEMORYPLAN']._serialized_start=979
+  _globals['_MEMORYPLAN']._serialized_end=1233
+  _globals['_NODEPLAN']._serialized_start=1236
+  _globals['_NODEPLAN']._serialized_end=1587
+  _globals['_NODEPLAN_ENVIRONMENTENTRY']._serialized_start=1486
+  _globals['_NODEPLAN_ENVIRONMENTENTRY']._serialized_end=1536
+  _globals['_NODEPLAN_PROPERTIESENTRY']._serialized_start=1538
+  _globals['_NODEPLAN_PROPERTIESENTRY']._serialized_end=1587
+  _globals['_PLANDEPLOYMENTRESPONSE']._serialized_start=1590
+  _globals['_PLANDEPLOYMENTRESPONSE']._serialized_end=1769
+  _globals['_RESTARTDEPLOYMENTREQUEST']._serialized_start=1771
+  _globals['_RESTARTDEPLOYMENTREQUEST']._serialized_end=1811
+  _globals['_RESTARTDEPLOYMENTRESPONSE']._serialized_start=1813
+  _globals['_RESTARTDEPLOYMENTRESPONSE']._serialized_end=1883
+  _globals['_DEPLOYMENTLOGSREQUEST']._serialized_start=1885
+  _globals['_DEPLOYMENTLOGSREQUEST']._serialized_end=1972
+  _globals['_DEPLOYMENTLOGSRESPONSE']._serialized_start=1975
+  _globals['_DEPLOYMENTLOGSRESPONSE']._serialized_end=2105
+  _globals['_DEPLOYMENTSERVICE']._serialized_start=2108
+  _globals['_DEPLOYMENTSERVICE']._serialized_end=2759
 # @@protoc_insertion_point(module_scope)

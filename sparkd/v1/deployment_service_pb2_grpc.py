@@ -57,6 +57,21 @@ class DeploymentServiceStub:
                 request_serializer=sparkd_dot_v1_dot_deployment__service__pb2.DeleteDeploymentRequest.SerializeToString,
                 response_deserializer=sparkd_dot_v1_dot_deployment__service__pb2.DeleteDeploymentResponse.FromString,
                 _registered_method=True)
+        self.PlanDeployment = channel.unary_unary(
+                '/sparkd.v1.DeploymentService/PlanDeployment',
+                request_serializer=sparkd_dot_v1_dot_deployment__service__pb2.PlanDeploymentRequest.SerializeToString,
+                response_deserializer=sparkd_dot_v1_dot_deployment__service__pb2.PlanDeploymentResponse.FromString,
+                _registered_method=True)
+        self.RestartDeployment = channel.unary_unary(
+                '/sparkd.v1.DeploymentService/RestartDeployment',
+                request_serializer=sparkd_dot_v1_dot_deployment__service__pb2.RestartDeploymentRequest.SerializeToString,
+                response_deserializer=sparkd_dot_v1_dot_deployment__service__pb2.RestartDeploymentResponse.FromString,
+                _registered_method=True)
+        self.DeploymentLogs = channel.unary_stream(
+                '/sparkd.v1.DeploymentService/DeploymentLogs',
+                request_serializer=sparkd_dot_v1_dot_deployment__service__pb2.DeploymentLogsRequest.SerializeToString,
+                response_deserializer=sparkd_dot_v1_dot_deployment__service__pb2.DeploymentLogsResponse.FromString,
+                _registered_method=True)
 
 
 class DeploymentServiceServicer:
@@ -88,7 +103,33 @@ class DeploymentServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteDeployment(self, request, context):
-        """DeleteDeployment stops a deployment on every node and forgets it.
+        """DeleteDeployment stops a deployment on every node (the head's serving rank
+        first, then the workers) and forgets it. Call it on the head; a worker
+        refuses unless `force` is set (for a head that is gone for good).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PlanDeployment(self, request, context):
+        """PlanDeployment checks a spec against the cluster and returns the memory
+        plan, every node's launch plan and the gates' verdicts, starting nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestartDeployment(self, request, context):
+        """RestartDeployment closes the circuit breaker and restarts the deployment
+        on every node, in the framework's order (workers first, then the head).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeploymentLogs(self, request, context):
+        """DeploymentLogs streams the journal of the deployment's units: the head's
+        own and, through the peer protocol, the workers'.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -116,6 +157,21 @@ def add_DeploymentServiceServicer_to_server(servicer, server):
                     servicer.DeleteDeployment,
                     request_deserializer=sparkd_dot_v1_dot_deployment__service__pb2.DeleteDeploymentRequest.FromString,
                     response_serializer=sparkd_dot_v1_dot_deployment__service__pb2.DeleteDeploymentResponse.SerializeToString,
+            ),
+            'PlanDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanDeployment,
+                    request_deserializer=sparkd_dot_v1_dot_deployment__service__pb2.PlanDeploymentRequest.FromString,
+                    response_serializer=sparkd_dot_v1_dot_deployment__service__pb2.PlanDeploymentResponse.SerializeToString,
+            ),
+            'RestartDeployment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestartDeployment,
+                    request_deserializer=sparkd_dot_v1_dot_deployment__service__pb2.RestartDeploymentRequest.FromString,
+                    response_serializer=sparkd_dot_v1_dot_deployment__service__pb2.RestartDeploymentResponse.SerializeToString,
+            ),
+            'DeploymentLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.DeploymentLogs,
+                    request_deserializer=sparkd_dot_v1_dot_deployment__service__pb2.DeploymentLogsRequest.FromString,
+                    response_serializer=sparkd_dot_v1_dot_deployment__service__pb2.DeploymentLogsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -229,6 +285,87 @@ class DeploymentService:
             '/sparkd.v1.DeploymentService/DeleteDeployment',
             sparkd_dot_v1_dot_deployment__service__pb2.DeleteDeploymentRequest.SerializeToString,
             sparkd_dot_v1_dot_deployment__service__pb2.DeleteDeploymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sparkd.v1.DeploymentService/PlanDeployment',
+            sparkd_dot_v1_dot_deployment__service__pb2.PlanDeploymentRequest.SerializeToString,
+            sparkd_dot_v1_dot_deployment__service__pb2.PlanDeploymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestartDeployment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sparkd.v1.DeploymentService/RestartDeployment',
+            sparkd_dot_v1_dot_deployment__service__pb2.RestartDeploymentRequest.SerializeToString,
+            sparkd_dot_v1_dot_deployment__service__pb2.RestartDeploymentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeploymentLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/sparkd.v1.DeploymentService/DeploymentLogs',
+            sparkd_dot_v1_dot_deployment__service__pb2.DeploymentLogsRequest.SerializeToString,
+            sparkd_dot_v1_dot_deployment__service__pb2.DeploymentLogsResponse.FromString,
             options,
             channel_credentials,
             insecure,

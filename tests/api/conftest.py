@@ -25,6 +25,7 @@ import pytest
 
 from sparkd.config import ApiConfig, Config, InterconnectConfig, NodeConfig, PeerConfig
 from sparkd.engine.observer import Intervals
+from sparkd.engine.supervisor import Policy
 from sparkd.identity import tls_name
 from sparkd.peer.v1 import peer_service_pb2 as peer_pb
 from sparkd.system import System
@@ -41,7 +42,9 @@ from tests.fakes.host import FakeHost
 
 T = TypeVar("T")
 #: Probes run only when a test asks (`Daemon.observe()`), so every test sees exactly the evidence it set up.
-MANUAL = Intervals(links=3600, units=3600, health=3600, gpus=3600, timeout=0.5)
+MANUAL = Intervals(links=3600, units=3600, serving=3600, gpus=3600, timeout=0.5, serving_timeout=0.5)
+#: The supervisor looks only when a test asks (`Daemon.supervise()`).
+MANUAL_POLICY = Policy(tick_s=3600, settle_s=0.0)
 
 
 def worker_hello(node_id: str = "abcdefghijklmnop", boot_id: str = "") -> peer_pb.NodeHello:
@@ -88,7 +91,7 @@ class Daemon:
         self.peer_target = ""  # host:port of the peer listener, where a test binds one on loopback
         self.cluster: list[Daemon] = []  # the nodes of its loopback cluster, head first
         self.discovery = FakeDiscovery()
-        self.system = System(config, fake.host, intervals=MANUAL, discovery=self.discovery)
+        self.system = System(config, fake.host, intervals=MANUAL, discovery=self.discovery, policy=MANUAL_POLICY)
         self._loop = asyncio.new_event_loop()
         self._stop = asyncio.Event()
         started: Future[None] = Future()
@@ -125,6 +128,16 @@ class Daemon:
     def observe(self) -> None:
         """One round of every probe, then the deployment states (what the state loop does each tick)."""
         self.run(self.system.loop.run_once)
+
+    def supervise(self) -> None:
+        """One look of the supervisor (what it does every tick), and its restarts to their end."""
+
+        async def tick() -> None:
+            supervisor = self.system.supervisor
+            await supervisor.tick()
+            await asyncio.gather(*supervisor._restarting.values(), return_exceptions=True)
+
+        self.run(tick)
 
     def close(self) -> None:
         self.admin.channel.close()

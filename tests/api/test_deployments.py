@@ -46,14 +46,16 @@ def test_create_starts_the_unit_and_turns_ready_on_evidence(daemon: Daemon) -> N
     get = deployment_service_pb2.GetDeploymentRequest(name="solo")
     daemon.observe()
     assert daemon.admin.deployments.GetDeployment(get).deployment.state == deployment_pb2.DEPLOYMENT_STATE_STARTING
-    daemon.fake.http.answers[8000] = 200
+    daemon.fake.http.serve(8000, "solo")
     daemon.observe()
     got = daemon.admin.deployments.GetDeployment(get).deployment
-    assert got.state == deployment_pb2.DEPLOYMENT_STATE_READY and got.message == "serving on port 8000"
-    daemon.fake.systemd.crash(unit)
+    assert got.state == deployment_pb2.DEPLOYMENT_STATE_READY
+    assert got.message == "serving solo on port 8000 (a probe completion answered)"
+    daemon.fake.systemd.crash(unit, status=3)
     daemon.observe()
     got = daemon.ro.deployments.GetDeployment(get).deployment
-    assert got.state == deployment_pb2.DEPLOYMENT_STATE_FAILED and got.message == f"unit {unit} is failed"
+    assert got.state == deployment_pb2.DEPLOYMENT_STATE_FAILED
+    assert got.message == "rank 0 on spark1 failed first: exited with status 3"
     events = [(e.kind, e.subject, e.state) for e in daemon.system.bus.recent if e.kind == "deployment"]
     assert events == [
         ("deployment", "solo", "STARTING"),
@@ -143,7 +145,7 @@ def test_a_20000_character_value_is_cut_short_and_still_invalid_argument(daemon:
 
 def test_get_status_reads_the_snapshot_only(daemon: Daemon) -> None:
     create(daemon)
-    daemon.fake.http.answers[8000] = 200
+    daemon.fake.http.serve(8000, "solo")
     daemon.observe()
     calls = len(daemon.fake.systemd.calls), daemon.fake.http.calls
     for _ in range(20):

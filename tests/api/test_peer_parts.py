@@ -66,7 +66,7 @@ def test_start_part_renders_the_workers_own_launch_plan(worker: Daemon) -> None:
         {"master_addr": "10.0.0.1"},
         {"master_addr": "127.0.0.2"},
         {"master_port": 0},
-        {"master_port": 29502},
+        {"master_port": 29565},
     ],
     ids=[
         "head-rank",
@@ -76,7 +76,7 @@ def test_start_part_renders_the_workers_own_launch_plan(worker: Daemon) -> None:
         "another-master",
         "the-worker-itself-as-master",
         "port-0",
-        "not-the-planned-port",
+        "outside-the-rendezvous-range",
     ],
 )
 def test_a_bad_assignment_is_invalid_argument_and_starts_nothing(worker: Daemon, assignment: dict[str, object]) -> None:

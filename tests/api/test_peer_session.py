@@ -15,7 +15,7 @@ from sparkd.peer.v1 import peer_service_pb2 as peer_pb
 from sparkd.v1 import deployment_service_pb2, peer_pb2, peer_service_pb2
 from tests.api.conftest import Daemon, close_all, loopback_cluster, wait_connected
 
-SPEC = {"name": "gate", "framework": 1, "model": "/models/gate", "parallelism": {"pipeline": 2, "tensor": 1}}
+SPEC = {"name": "gate", "framework": 1, "model": "/models/demo", "parallelism": {"pipeline": 2, "tensor": 1}}
 
 
 def peer_state(d: Daemon) -> int:

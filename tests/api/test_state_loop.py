@@ -37,7 +37,7 @@ def test_hung_health_endpoints_never_delay_status_hellos_or_the_unit_probe(daemo
     """The probes' own tasks (`StateLoop.start`), not single calls: three /health endpoints hang, and the
     unit probe, GetStatus and a hello all go on."""
     for n in range(3):
-        create(daemon, SOLO.replace("solo", f"solo{n}").replace("tiny", f"tiny{n}") + f"port: {8001 + n}\n")
+        create(daemon, SOLO.replace("solo", f"solo{n}") + f"port: {8001 + n}\n")
     blocking = BlockingHttp()
     daemon.run(lambda: setattr(daemon.system.host.http, "status", blocking.status))
     daemon.run(daemon.system.loop.poke)  # every probe task runs now; the health one hangs

@@ -1,4 +1,4 @@
-"""A fake host: netlink, systemd, NVML, HTTP and the command runner in memory, files in a tmp sysroot.
+"""A fake host: netlink, systemd, the journal, NVML, HTTP and the command runner in memory, files in a tmp sysroot.
 
 The whole state prints as canonical sorted text (`FakeHost.dump()`), the way tailscale's
 router tests compare a text dump: a test applies something and compares the dump with
@@ -14,19 +14,21 @@ import asyncio
 import dataclasses
 import fnmatch
 import ipaddress
+import json
 import sys
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 
 from sparkd.errors import HostOperationFailed
 from sparkd.host.proc import SysrootProc
-from sparkd.host.protocols import CommandResult, Host
+from sparkd.host.protocols import CommandResult, Host, HttpAnswer
 from sparkd.host.runner import SubprocessRunner
 from sparkd.host.sysfs import SysrootSysfs
 from sparkd.host.sysroot import Sysroot
 from sparkd.lab import fixtures
 from sparkd.model.inventory import GpuInfo, LinkState
-from sparkd.model.unit import UnitSpec, UnitState
+from sparkd.model.unit import CLD_DUMPED, CLD_EXITED, CLD_KILLED, JournalLine, UnitSpec, UnitState
 
 #: The four CX-7 netdevs of the lab fixtures; cage p1 (function 1) is cabled.
 NETDEVS = ("enp1s0f0np0", "enp1s0f1np1", "enP2p1s0f0np0", "enP2p1s0f1np1")
@@ -92,20 +94,78 @@ class FakeNetlink:
         return lines
 
 
+class FakeJournal:
+    """Journal lines, by unit: tests `add` them; FakeSystemd adds the lines systemd writes about a unit
+    whose main process ended. `available = False` is a machine without a journal (tail answers [],
+    follow raises), as `sparkd.host.journal` behaves."""
+
+    def __init__(self) -> None:
+        self.lines: list[JournalLine] = []
+        self.available = True
+        self._waiters: list[asyncio.Event] = []
+
+    def add(self, unit: str, message: str | bytes, priority: int = 6) -> None:
+        """Appends a line, stamped now (and after the line before it)."""
+        last = self.lines[-1].timestamp if self.lines else 0.0
+        self.lines.append(JournalLine.of(max(time.time(), last + 1e-6), unit, message, priority))
+        for event in self._waiters:
+            event.set()
+
+    async def tail(self, unit: str, lines: int) -> list[JournalLine]:
+        if not self.available:
+            return []
+        return [line for line in self.lines if line.unit == unit][-min(max(lines, 1), 1000) :]
+
+    async def follow(self, unit: str, since_lines: int) -> AsyncGenerator[JournalLine, None]:
+        if not self.available:
+            raise HostOperationFailed("there is no journal to follow on this machine", unit=unit)
+        n = min(max(since_lines, 0), 1000)
+        event = asyncio.Event()
+        self._waiters.append(event)
+        try:
+            seen = len(self.lines)
+            for line in [line for line in self.lines if line.unit == unit][-n:] if n else []:
+                yield line
+            while True:
+                await event.wait()
+                event.clear()
+                new, seen = self.lines[seen:], len(self.lines)
+                for line in new:
+                    if line.unit == unit:
+                        yield line
+        finally:
+            self._waiters.remove(event)
+
+
 @dataclasses.dataclass
 class FakeUnit:
     spec: UnitSpec
     active_state: str = "active"
     invocations: int = 1
+    main_pid: int = 0
+    result: str = "success"
+    exec_main_code: int = 0
+    exec_main_status: int = 0
+    n_restarts: int = 0
+    exit_time: float = 0.0
+
+
+#: systemd's names for exit statuses and signals in its "Main process exited" line (the ones tests use).
+_STATUS_NAMES = {0: "SUCCESS", 1: "FAILURE", 2: "INVALIDARGUMENT", 3: "NOTIMPLEMENTED", 203: "EXEC"}
+_SIGNAL_NAMES = {6: "ABRT", 9: "KILL", 11: "SEGV", 15: "TERM"}
 
 
 class FakeSystemd:
-    """Transient units by name. `crash(name)` makes one fail, as its process dying would."""
+    """Transient units by name. Each start runs a new main process (a fresh PID: 1001, 1002, ...).
+    `crash(name, status)` and `kill(name, signal)` make one fail, as its process dying would, with the
+    facts and the journal lines systemd would have; `auto_restart(name)` is systemd's Restart= at work."""
 
-    def __init__(self) -> None:
+    def __init__(self, journal: FakeJournal | None = None) -> None:
         self.units: dict[str, FakeUnit] = {}
         self.calls: list[str] = []
         self.delay = 0.0  # seconds every call takes (a slow D-Bus)
+        self.journal = journal or FakeJournal()
+        self.last_pid = 1000
 
     async def _wait(self, call: str) -> None:
         self.calls.append(call)
@@ -119,7 +179,29 @@ class FakeSystemd:
         unit = self.units.get(spec.name)
         if unit is not None and unit.active_state == "active":
             raise HostOperationFailed(f"systemd StartTransientUnit failed: unit {spec.name} already exists")
-        self.units[spec.name] = FakeUnit(spec, "active", unit.invocations + 1 if unit else 1)
+        self.units[spec.name] = FakeUnit(spec, "active", unit.invocations + 1 if unit else 1, self._pid())
+
+    def _pid(self) -> int:
+        self.last_pid += 1
+        return self.last_pid
+
+    def _state(self, name: str) -> UnitState:
+        unit = self.units.get(name)
+        if unit is None:
+            return UnitState(name, "not-found", "inactive", "dead")
+        sub = {"active": "running", "failed": "failed"}.get(unit.active_state, "dead")
+        return UnitState(
+            name,
+            "loaded",
+            unit.active_state,
+            sub,
+            main_pid=unit.main_pid,
+            result=unit.result,
+            exec_main_code=unit.exec_main_code,
+            exec_main_status=unit.exec_main_status,
+            n_restarts=unit.n_restarts,
+            exit_time=unit.exit_time,
+        )
 
     async def stop(self, name: str) -> None:
         await self._wait(f"stop {name}")
@@ -128,22 +210,11 @@ class FakeSystemd:
 
     async def state(self, name: str) -> UnitState:
         await self._wait(f"state {name}")
-        unit = self.units.get(name)
-        if unit is None:
-            return UnitState(name, "not-found", "inactive", "dead")
-        return UnitState(name, "loaded", unit.active_state, "running")
+        return self._state(name)
 
     async def states(self, names: list[str]) -> dict[str, UnitState]:
         await self._wait(f"states {' '.join(names)}")
-        result = {}
-        for name in names:
-            unit = self.units.get(name)
-            result[name] = (
-                UnitState(name, "not-found", "inactive", "dead")
-                if unit is None
-                else UnitState(name, "loaded", unit.active_state, "running")
-            )
-        return result
+        return {name: self._state(name) for name in names}
 
     async def list_units(self, pattern: str) -> list[str]:
         await self._wait(f"list {pattern}")
@@ -152,8 +223,31 @@ class FakeSystemd:
     async def close(self) -> None:
         pass
 
-    def crash(self, name: str) -> None:
-        self.units[name].active_state = "failed"
+    def crash(self, name: str, status: int = 1) -> None:
+        """The main process exits with `status` (not 0): the unit fails with result "exit-code"."""
+        self._ended(name, CLD_EXITED, status, "exit-code", f"code=exited, status={status}", _STATUS_NAMES)
+
+    def kill(self, name: str, signal: int, core: bool = False) -> None:
+        """The main process dies of `signal` (dumping core when `core`): result "signal" or "core-dump"."""
+        code, result, how = (CLD_DUMPED, "core-dump", "dumped") if core else (CLD_KILLED, "signal", "killed")
+        self._ended(name, code, signal, result, f"code={how}, status={signal}", _SIGNAL_NAMES)
+
+    def _ended(self, name: str, code: int, status: int, result: str, text: str, names: dict[int, str]) -> None:
+        unit = self.units[name]
+        unit.active_state, unit.main_pid, unit.result = "failed", 0, result
+        unit.exec_main_code, unit.exec_main_status, unit.exit_time = code, status, time.time()
+        suffix = f"/{names[status]}" if status in names else ""
+        self.journal.add(name, f"{name}: Main process exited, {text}{suffix}", 5)
+        self.journal.add(name, f"{name}: Failed with result '{result}'.", 4)
+
+    def auto_restart(self, name: str) -> None:
+        """systemd restarts the unit's main process itself (Restart=): a new PID, NRestarts one more,
+        and the last exit forgotten (systemd clears ExecMainCode/Status when it starts the process)."""
+        unit = self.units[name]
+        unit.active_state, unit.main_pid, unit.result = "active", self._pid(), "success"
+        unit.exec_main_code = unit.exec_main_status = 0
+        unit.exit_time = 0.0
+        unit.n_restarts += 1
 
     def dump(self) -> list[str]:
         lines = []
@@ -179,19 +273,60 @@ class FakeGpus:
 
 
 class FakeHttp:
-    """Status codes by port; a port in `hang` never answers (the probe times out)."""
+    """A framework's local endpoints by port: `/health` answers `answers[port]`; once it is 200, `/v1/models`
+    lists `models[port]` (default: every served name a test registered with `serve`), `/metrics` shows
+    `tokens[port]` and a probe completion answers unless the port is `wedged`. A port in `hang` never
+    answers at all (the probe times out)."""
 
     def __init__(self) -> None:
         self.answers: dict[int, int] = {}
+        self.models: dict[int, list[str]] = {}
+        self.tokens: dict[int, float] = {}
         self.hang: set[int] = set()
+        self.wedged: set[int] = set()
         self.calls = 0
+        self.completions = 0
+
+    def serve(self, port: int, served: str) -> None:
+        """`port` answers as a healthy framework serving `served`."""
+        self.answers[port] = 200
+        self.models[port] = [served]
 
     async def status(self, host: str, port: int, path: str, timeout: float) -> int | None:
+        answer = await self.request(host, port, path, timeout)
+        return answer.status if answer else None
+
+    async def request(
+        self, host: str, port: int, path: str, timeout: float, *, body: bytes | None = None, limit: int = 65536
+    ) -> HttpAnswer | None:
         self.calls += 1
-        if port in self.hang:
+        if port in self.hang or (body is not None and port in self.wedged):
             await asyncio.sleep(timeout)
             return None
-        return self.answers.get(port)
+        code = self.answers.get(port)
+        if code is None:
+            return None
+        if path == "/v1/models":
+            ids = self.models.get(port, [])
+            return HttpAnswer(code, json.dumps({"object": "list", "data": [{"id": i} for i in ids]}).encode()[:limit])
+        if path == "/metrics":
+            text = f'vllm:generation_tokens_total{{model_name="m"}} {self.tokens.get(port, 0.0)}\n'
+            return HttpAnswer(code, text.encode()[:limit])
+        if body is not None:
+            self.completions += 1
+            self.tokens[port] = self.tokens.get(port, 0.0) + 1
+            return HttpAnswer(code, b'{"choices": [{"index": 0, "text": "ok"}]}')
+        return HttpAnswer(code, b"")
+
+
+class FakePorts:
+    """Ports a test marks as taken."""
+
+    def __init__(self) -> None:
+        self.taken: set[int] = set()
+
+    def busy(self, ports: list[int]) -> list[int]:
+        return [p for p in ports if p in self.taken]
 
 
 class FakeRunner:
@@ -218,10 +353,12 @@ class FakeHost:
         fixtures.write_node_fixtures(root, index)
         self.sysroot = Sysroot(root)
         self.netlink = FakeNetlink()
-        self.systemd = FakeSystemd()
+        self.journal = FakeJournal()
+        self.systemd = FakeSystemd(self.journal)
         self.gpus = FakeGpus()
         self.http = FakeHttp()
         self.runner = FakeRunner()
+        self.ports = FakePorts()
         self._fixture_files = set(self._files())
 
     @property
@@ -232,9 +369,11 @@ class FakeHost:
             proc=SysrootProc(self.sysroot),
             netlink=self.netlink,
             systemd=self.systemd,
+            journal=self.journal,
             gpus=self.gpus,
             http=self.http,
             runner=self.runner,
+            ports=self.ports,
         )
 
     def _files(self) -> list[Path]:

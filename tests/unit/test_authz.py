@@ -62,6 +62,9 @@ def test_mutating_methods_are_admin() -> None:
         "/sparkd.v1.HostService/ApplyHost",
         "/sparkd.v1.DeploymentService/CreateDeployment",
         "/sparkd.v1.DeploymentService/DeleteDeployment",
+        "/sparkd.v1.DeploymentService/PlanDeployment",  # hashes the model on every node
+        "/sparkd.v1.DeploymentService/RestartDeployment",
+        "/sparkd.v1.DeploymentService/DeploymentLogs",  # journals can hold prompts
         "/sparkd.v1.PeerService/BeginPairing",
         "/sparkd.v1.PeerService/JoinPairing",
         "/sparkd.v1.PeerService/ResetPairing",
@@ -76,3 +79,6 @@ def test_peer_roles() -> None:
     assert not authz.peer_allowed("/sparkd.peer.v1.PeerService/Hello", "head")
     assert not authz.peer_allowed("/sparkd.peer.v1.PeerService/Hello", "")
     assert authz.peer_allowed("/sparkd.peer.v1.PairingService/Join", "")
+    for method in ("PreparePart", "PartLogs"):
+        assert authz.peer_allowed(f"/sparkd.peer.v1.PeerService/{method}", "head")
+        assert not authz.peer_allowed(f"/sparkd.peer.v1.PeerService/{method}", "worker")

@@ -358,7 +358,9 @@ def test_largest_parallelism() -> None:
         (10**30, "from 1 to 65535"),
         ("8000", "from 1 to 65535"),
         (7471, "peer port"),
-        (29501, "rendezvous port"),
+        (29501, "rendezvous range"),
+        (29564, "rendezvous range"),
+        (7473, "pairing port"),
     ],
 )
 def test_bad_ports(port: object, says: str) -> None:
@@ -549,3 +551,24 @@ def test_dumped_hostile_documents_are_valid_or_invalid_spec(doc: dict[Any, Any],
             parse_yaml(text)
         except InvalidSpec as e:
             assert len(str(e).encode()) <= 512
+
+
+def test_engine_options_are_validated_all_at_once() -> None:
+    doc = {**parse_doc(DEMO), "engine": {"context_length": 0, "memory_fraction": 2, "kv_cache_dtype": "int2", "x": 1}}
+    with pytest.raises(InvalidSpec) as e:
+        validate(doc)
+    assert [v.field for v in e.value.violations] == [
+        "engine.context_length",
+        "engine.memory_fraction",
+        "engine.kv_cache_dtype",
+        "engine.x",
+    ]
+
+
+def test_engine_options_survive_the_proto_round_trip() -> None:
+    from sparkd.peer.convert import spec_from_proto, spec_to_proto
+
+    doc = {**parse_doc(DEMO), "engine": {"context_length": 8192, "concurrency": 4, "memory_fraction": 0.9}}
+    spec = validate(doc)
+    assert (spec.engine.context_length, spec.engine.concurrency, spec.engine.memory_fraction) == (8192, 4, 0.9)
+    assert spec_from_proto(spec_to_proto(spec)) == spec

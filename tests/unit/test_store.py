@@ -156,3 +156,36 @@ def test_a_head_record_must_list_a_part_per_node(tmp_path: Path) -> None:
     s.save(RECORD)
     _planted(tmp_path, "demo", assignment__rank=0, assignment__nnodes=4)
     assert s.load_all()[0] == []
+
+
+def test_engine_options_and_supervision_round_trip_and_are_checked(tmp_path: Path) -> None:
+    import dataclasses
+
+    from sparkd.model.deployment import EngineOptions, Failure, Supervision
+
+    failure = Failure(1, "spark2", "sparkd-demo-rank1.service", "exited with status 3", ("boom",), 12.5)
+    record = dataclasses.replace(
+        RECORD,
+        spec=dataclasses.replace(RECORD.spec, engine=EngineOptions(8192, 4, 0.9, "fp8")),
+        supervision=Supervision(restarts=3, failures_in_row=2, breaker_open=True, last_failure=failure),
+    )
+    s = store(tmp_path)
+    s.save(record)
+    assert s.load_all() == ([record], [])
+    path = tmp_path / DIR / "demo.json"
+    doc = json.loads(path.read_text())
+    doc["supervision"]["last_failure"]["journal_tail"] = ["x"] * 11  # more lines than a failure keeps
+    path.write_text(json.dumps(doc))
+    records, broken = s.load_all()
+    assert records == [] and "journal_tail" in broken[0].error
+
+
+def test_a_format_2_record_reads_with_defaults(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    s.save(RECORD)
+    path = tmp_path / DIR / "demo.json"
+    doc = json.loads(path.read_text())
+    doc["format"] = 2
+    del doc["supervision"], doc["spec"]["engine"]
+    path.write_text(json.dumps(doc))
+    assert s.load_all() == ([RECORD], [])

@@ -4,10 +4,17 @@ It accepts exactly the flags sparkd emits (unknown flags fail with argparse's ex
 as vLLM's parser does), enforces vLLM's own rules that matter to sparkd (`--headless`
 only on node-rank > 0, no `--nnodes > 1` with the Ray backend, tp x pp = nnodes GPUs at
 one GPU per Spark), and really rendezvouses: rank 0 listens on `--master-addr:--master-port`,
-the other ranks connect from `VLLM_HOST_IP`. Rank 0 then serves `/health`, `/v1/models`
-and `/v1/chat/completions`; every completion passes through every pipeline stage over
-the rendezvous connections, so an answer proves the whole cluster works. When a peer
-rank goes away the survivors exit non-zero, like vLLM's engine does.
+the other ranks connect from `VLLM_HOST_IP`. Rank 0 then serves `/health`, `/v1/models`,
+`/metrics` (Prometheus text, vLLM's metric names), `/v1/chat/completions` and `/v1/completions`
+(both honour `max_tokens`); every completion passes through every pipeline stage over the
+rendezvous connections, so an answer proves the whole cluster works. When a peer rank goes
+away (its connection closes or resets) the survivors exit non-zero, like vLLM's engine does.
+
+Fault switches (`sparkd/lab/faults.py`, set with `sparkd lab fault`): each rank polls its fault file
+`<SPARKD_LAB_FAULTS_DIR>/<served name>/rank<N>` every 0.2 s and can be made to crash (exit 3), wedge
+(alive, `/health` 200, completions hang; a wedged worker stops answering the head), start slowly, or fail
+every start. Liveness between ranks is the connection itself, never an answer's timing: a wedged rank
+keeps its connection open, so a wedge stays silent, as a real one is.
 """
 
 from __future__ import annotations
@@ -15,14 +22,28 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import socket
 import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+from sparkd.lab import faults
+
 VERSION = "0.33.0+sparkd.lab"
+#: max_tokens when a /v1/completions request gives none (vLLM's and OpenAI's default there).
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16
+#: The series /metrics serves: vLLM's names (shared/reference/framework-facts.md), types and help texts.
+METRICS = {
+    "vllm:num_requests_running": ("gauge", "Number of requests in model execution batches."),
+    "vllm:num_requests_waiting": ("gauge", "Number of requests waiting to be processed."),
+    "vllm:prompt_tokens_total": ("counter", "Number of prefill tokens processed."),
+    "vllm:generation_tokens_total": ("counter", "Number of generation tokens processed."),
+    "vllm:request_success_total": ("counter", "Count of successfully processed requests."),
+}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -41,6 +62,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--headless", action="store_true")
     s.add_argument("--host")
     s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--max-model-len", type=int)
+    s.add_argument("--max-num-seqs", type=int)
+    s.add_argument("--gpu-memory-utilization", type=float, default=0.92)
+    s.add_argument("--kv-cache-dtype", choices=["auto", "bfloat16", "fp8", "fp8_e4m3", "fp8_e5m2"], default="auto")
     return p
 
 
@@ -48,9 +73,19 @@ def log(message: str) -> None:
     print(f"INFO {time.strftime('%m-%d %H:%M:%S')} [stand-in] {message}", flush=True)
 
 
+def error(message: str) -> None:
+    print(f"ERROR {time.strftime('%m-%d %H:%M:%S')} [stand-in] {message}", file=sys.stderr, flush=True)
+
+
 def fail(message: str) -> None:
     print(f"ERROR [stand-in] {message}", file=sys.stderr, flush=True)
     sys.exit(1)
+
+
+def engine_dead(message: str) -> None:
+    """Ends the process at once from any thread (a peer rank died: the engine cannot go on)."""
+    error(f"{message}; exiting (engine dead)")
+    os._exit(1)
 
 
 def check(args: argparse.Namespace) -> str:
@@ -73,29 +108,135 @@ def check(args: argparse.Namespace) -> str:
     return host_ip
 
 
+class Switch:
+    """This rank's fault switch (`sparkd.lab.faults`): read at start, then polled every POLL_SECONDS."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.running = threading.Event()  # set while not wedged
+        self.running.set()
+        self._last = ""  # what the last read found, so each change is logged once
+
+    def read(self) -> faults.Fault:
+        """The current fault; no file, or a bad one (logged once per change), is no fault."""
+        if self.path is None:
+            return faults.Fault()
+        try:
+            fault = faults.read_fault(self.path)
+        except faults.FaultError as e:
+            self._note(f"fault file {self.path} ignored: {e}")
+            return faults.Fault()
+        if fault is None:
+            self._note("")
+            return faults.Fault()
+        self._note(f"fault file {self.path}: {faults.encode_fault(fault).decode().strip()}")
+        return fault
+
+    def _note(self, line: str) -> None:
+        if line != self._last:
+            self._last = line
+            if line:
+                log(line)
+
+    def at_start(self) -> None:
+        """crash_on_start exits; slow_start sleeps (a model that takes long to load); the rest is for `poll`."""
+        fault = self.read()
+        if fault.mode == "crash_on_start":
+            error("EngineCore failed to start (lab fault switch crash_on_start)")
+            sys.exit(faults.CRASH_ON_START_EXIT_STATUS)
+        if fault.mode == "slow_start":
+            log(f"Loading model weights (lab fault switch slow_start: {fault.seconds:g} s)")
+            time.sleep(fault.seconds)
+
+    def poll(self) -> None:
+        while True:
+            fault = self.read()
+            if fault.mode == "crash":
+                error("EngineCore died unexpectedly (lab fault switch crash)")
+                try:
+                    assert self.path is not None
+                    self.path.unlink()  # consumed: the next start runs normally
+                except OSError:
+                    pass
+                os._exit(faults.CRASH_EXIT_STATUS)
+            if fault.mode == "wedge" and self.running.is_set():
+                self.running.clear()
+                log("wedged (lab fault switch): no more tokens until the switch is cleared")
+            elif fault.mode != "wedge" and not self.running.is_set():
+                self.running.set()
+                log("wedge cleared (lab fault switch)")
+            time.sleep(faults.POLL_SECONDS)
+
+    def start(self) -> None:
+        if self.path is None:
+            return
+        threading.Thread(target=self.poll, name="fault-switch", daemon=True).start()
+
+
+def keepalive(sock: socket.socket) -> None:
+    """A peer whose host vanishes without closing (a pulled cable) is noticed within about 10 s; a wedged
+    peer's kernel still acknowledges, so a wedge is not. Best effort: not every platform has these options."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 1), ("TCP_KEEPCNT", 3), ("TCP_USER_TIMEOUT", 10000)):
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
 class Line:
     """A JSON-lines connection."""
 
     def __init__(self, sock: socket.socket) -> None:
-        self.sock, self.file, self.lock = sock, sock.makefile("rwb"), threading.Lock()
+        self.sock, self.file = sock, sock.makefile("rwb")
+        self.send_lock = threading.Lock()
 
     def send(self, obj: dict[str, Any]) -> None:
-        self.file.write(json.dumps(obj).encode() + b"\n")
-        self.file.flush()
+        with self.send_lock:
+            self.file.write(json.dumps(obj).encode() + b"\n")
+            self.file.flush()
 
     def recv(self) -> dict[str, Any]:
-        line = self.file.readline()
-        if not line:
-            raise ConnectionError("peer rank closed the connection")
-        return json.loads(line)  # type: ignore[no-any-return]
+        try:
+            line = self.file.readline()
+            if not line:
+                raise ConnectionError("peer rank closed the connection")
+            msg = json.loads(line)
+        except ValueError as e:
+            raise ConnectionError(f"peer rank sent garbage: {e}") from None
+        if not isinstance(msg, dict):
+            raise ConnectionError("peer rank sent garbage: not an object")
+        return msg
+
+
+class Worker:
+    """The head's side of one worker rank: a reader thread that ends the engine as soon as the connection
+    closes or resets (not when an answer is slow: a wedged worker hangs the pipeline, silently), and one
+    pipeline message at a time."""
+
+    def __init__(self, rank: int, conn: Line) -> None:
+        self.rank, self.conn = rank, conn
+        self.lock = threading.Lock()
+        self.replies: queue.Queue[dict[str, Any]] = queue.Queue()
+
+    def start(self) -> None:
+        threading.Thread(target=self._read, name=f"rank{self.rank}", daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                self.replies.put(self.conn.recv())
+            except (ConnectionError, OSError):
+                engine_dead(f"rank {self.rank} went away")
 
     def ask(self, obj: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
-            self.send(obj)
-            return self.recv()
+            try:
+                self.conn.send(obj)
+            except OSError:
+                engine_dead(f"rank {self.rank} went away")
+            return self.replies.get()
 
 
-def run_worker(args: argparse.Namespace, host_ip: str) -> None:
+def run_worker(args: argparse.Namespace, host_ip: str, switch: Switch) -> None:
     log(
         f"Launching vLLM (v{VERSION}) headless multiproc executor, with head node address "
         f"{args.master_addr}:{args.master_port} for torch.distributed process group."
@@ -112,87 +253,215 @@ def run_worker(args: argparse.Namespace, host_ip: str) -> None:
                 fail(f"could not reach the head at {args.master_addr}:{args.master_port}")
             time.sleep(0.5)
     sock.settimeout(None)
+    keepalive(sock)
     conn = Line(sock)
     conn.send({"rank": args.node_rank, "host_ip": host_ip, "model": args.model})
-    reply = conn.recv()
+    try:
+        reply = conn.recv()
+    except (ConnectionError, OSError):
+        fail("the head rank went away before the process group formed")
     log(f"joined process group: world_size={reply['world_size']} rank={args.node_rank}")
+    pending: queue.Queue[dict[str, Any]] = queue.Queue()
+
+    def answer() -> None:  # a wedge holds the answers, while the main loop still sees the head go away
+        while True:
+            msg = pending.get()
+            switch.running.wait()
+            tokens = len(str(msg.get("prompt", "")).split())
+            try:
+                conn.send({"stage": args.node_rank, "host_ip": host_ip, "tokens": tokens})
+            except OSError:
+                engine_dead("the head rank went away")
+
+    threading.Thread(target=answer, name="stage", daemon=True).start()
     while True:
         try:
-            msg = conn.recv()
-        except ConnectionError:
-            fail("the head rank went away; exiting (engine dead)")
-        conn.send({"stage": args.node_rank, "host_ip": host_ip, "tokens": len(str(msg.get("prompt", "")).split())})
+            pending.put(conn.recv())
+        except (ConnectionError, OSError):
+            engine_dead("the head rank went away")
 
 
-def run_head(args: argparse.Namespace, host_ip: str) -> None:
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+class Engine:
+    """The head's engine: one request in the pipeline at a time, and vLLM's Prometheus counters."""
+
+    def __init__(self, name: str, host_ip: str, workers: dict[int, Worker], switch: Switch) -> None:
+        self.name, self.host_ip, self.workers, self.switch = name, host_ip, workers, switch
+        self.pipeline = threading.Lock()
+        self.stats = threading.Lock()
+        self.running = self.waiting = 0
+        self.prompt_tokens = self.generation_tokens = 0
+        self.success = {"stop": 0, "length": 0}
+
+    def generate(self, prompt: str, max_tokens: int | None) -> tuple[list[str], int, str]:
+        """Runs `prompt` through every stage; returns the tokens (words), the prompt's tokens and the finish
+        reason. A wedge anywhere holds it here, counted as running, with no tokens."""
+        with self.stats:
+            self.waiting += 1
+        with self.pipeline:
+            with self.stats:
+                self.waiting -= 1
+                self.running += 1
+            try:
+                self.switch.running.wait()
+                stages = [{"stage": 0, "host_ip": self.host_ip}]
+                stages += [self.workers[rank].ask({"prompt": prompt}) for rank in sorted(self.workers)]
+                route = " -> ".join(f"stage {s['stage']} ({s['host_ip']})" for s in stages)
+                tokens = f"Hello from the sparkd lab: your prompt passed pipeline {route}.".split()
+                reason = "stop"
+                if max_tokens is not None and len(tokens) > max_tokens:
+                    tokens, reason = tokens[:max_tokens], "length"
+                prompt_tokens = len(prompt.split())
+                with self.stats:
+                    self.prompt_tokens += prompt_tokens
+                    self.generation_tokens += len(tokens)
+                    self.success[reason] += 1
+                return tokens, prompt_tokens, reason
+            finally:
+                with self.stats:
+                    self.running -= 1
+
+    def metrics(self) -> str:
+        """Prometheus text exposition as vLLM's prometheus_client writes it (counters with `_total`, float
+        values). vLLM labels every series with model_name and engine (the engine core's index)."""
+        labels = f'model_name="{_label(self.name)}",engine="0"'
+        with self.stats:
+            samples = {
+                "vllm:num_requests_running": [(labels, self.running)],
+                "vllm:num_requests_waiting": [(labels, self.waiting)],
+                "vllm:prompt_tokens_total": [(labels, self.prompt_tokens)],
+                "vllm:generation_tokens_total": [(labels, self.generation_tokens)],
+                "vllm:request_success_total": [(f'{labels},finished_reason="{r}"', n) for r, n in self.success.items()],
+            }
+        out = []
+        for metric, values in samples.items():
+            kind, help_text = METRICS[metric]
+            out += [f"# HELP {metric} {help_text}", f"# TYPE {metric} {kind}"]
+            out += [f"{metric}{{{lab}}} {float(value)}" for lab, value in values]
+        return "\n".join(out) + "\n"
+
+
+class BadRequest(Exception):
+    pass
+
+
+def _max_tokens(body: dict[str, Any], keys: tuple[str, ...], default: int | None) -> int | None:
+    for key in keys:
+        value = body.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise BadRequest(f"{key} must be an integer of at least 1, got {str(value)[:40]}")
+        return value
+    return default
+
+
+def run_head(args: argparse.Namespace, host_ip: str, switch: Switch) -> None:
     if args.master_addr != host_ip:
         fail(f"--master-addr {args.master_addr} must be this node's VLLM_HOST_IP {host_ip} on node-rank 0")
     listener = socket.create_server((args.master_addr, args.master_port), reuse_port=False)
-    workers: dict[int, Line] = {}
+    workers: dict[int, Worker] = {}
     log(f"waiting for {args.nnodes - 1} node(s) on {args.master_addr}:{args.master_port}")
     while len(workers) < args.nnodes - 1:
         sock, _ = listener.accept()
+        keepalive(sock)
         conn = Line(sock)
-        hello = conn.recv()
+        try:
+            hello = conn.recv()
+        except (ConnectionError, OSError):
+            continue  # not a rank (a port probe), or one that died at once
         if hello.get("model") != args.model:
             fail(f"rank {hello.get('rank')} serves {hello.get('model')}, not {args.model}")
-        workers[int(hello["rank"])] = conn
+        workers[int(hello["rank"])] = Worker(int(hello["rank"]), conn)
         log(f"rank {hello['rank']} joined from {hello['host_ip']}")
-    for conn in workers.values():
-        conn.send({"world_size": args.nnodes})
+    for worker in workers.values():
+        worker.conn.send({"world_size": args.nnodes})
+        worker.start()
     name = args.served_model_name or args.model
-
-    def forward(prompt: str) -> list[dict[str, Any]]:
-        stages = [{"stage": 0, "host_ip": host_ip}]
-        for rank in sorted(workers):
-            try:
-                stages.append(workers[rank].ask({"prompt": prompt}))
-            except (ConnectionError, OSError):
-                log(f"rank {rank} went away; exiting (engine dead)")
-                os._exit(1)
-        return stages
+    engine = Engine(name, host_ip, workers, switch)
 
     class Handler(BaseHTTPRequestHandler):
+        def _send(self, code: int, data: bytes, content_type: str) -> None:
+            try:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (a wedge outlived its timeout)
+
         def _json(self, code: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self._send(code, json.dumps(body).encode(), "application/json")
+
+        def _error(self, code: int, message: str, kind: str) -> None:
+            self._json(code, {"error": {"message": message, "type": kind, "param": None, "code": code}})
 
         def do_GET(self) -> None:
             if self.path == "/health":
                 self._json(200, {})
             elif self.path == "/v1/models":
                 self._json(200, {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "vllm"}]})
+            elif self.path == "/metrics":
+                self._send(200, engine.metrics().encode(), "text/plain; version=0.0.4; charset=utf-8")
             else:
                 self._json(404, {"error": "not found"})
 
         def do_POST(self) -> None:
-            if self.path != "/v1/chat/completions":
+            if self.path not in ("/v1/chat/completions", "/v1/completions"):
                 self._json(404, {"error": "not found"})
                 return
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-            prompt = " ".join(str(m.get("content", "")) for m in body.get("messages", []))
-            stages = forward(prompt)
-            route = " -> ".join(f"stage {s['stage']} ({s['host_ip']})" for s in stages)
-            text = f"Hello from the sparkd lab: your prompt passed pipeline {route}."
+            try:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                if not isinstance(body, dict):
+                    raise BadRequest("the request body must be a JSON object")
+                if self.path == "/v1/chat/completions":
+                    self._chat(body)
+                else:
+                    self._completion(body)
+            except (BadRequest, ValueError) as e:
+                self._error(400, str(e), "BadRequestError")
+
+        def _chat(self, body: dict[str, Any]) -> None:
+            messages = body.get("messages", [])
+            if not isinstance(messages, list):
+                raise BadRequest("messages must be a list")
+            prompt = " ".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
+            max_tokens = _max_tokens(body, ("max_completion_tokens", "max_tokens"), None)
+            tokens, prompt_tokens, reason = engine.generate(prompt, max_tokens)
+            message = {"role": "assistant", "content": " ".join(tokens)}
+            choice = {"index": 0, "message": message, "finish_reason": reason}
+            self._answer("chatcmpl", "chat.completion", choice, prompt_tokens, len(tokens))
+
+        def _completion(self, body: dict[str, Any]) -> None:
+            prompt = body.get("prompt", "")
+            if isinstance(prompt, list):
+                prompt = " ".join(map(str, prompt))
+            if not isinstance(prompt, str):
+                raise BadRequest("prompt must be a string or a list of strings")
+            max_tokens = _max_tokens(body, ("max_tokens",), COMPLETIONS_DEFAULT_MAX_TOKENS)
+            tokens, prompt_tokens, reason = engine.generate(prompt, max_tokens)
+            choice = {"index": 0, "text": " ".join(tokens), "logprobs": None, "finish_reason": reason}
+            self._answer("cmpl", "text_completion", choice, prompt_tokens, len(tokens))
+
+        def _answer(self, prefix: str, kind: str, choice: dict[str, Any], prompt_tokens: int, tokens: int) -> None:
+            usage = {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": tokens,
+                "total_tokens": prompt_tokens + tokens,
+            }
             self._json(
                 200,
                 {
-                    "id": f"chatcmpl-lab-{int(time.time() * 1000)}",
-                    "object": "chat.completion",
+                    "id": f"{prefix}-lab-{int(time.time() * 1000)}",
+                    "object": kind,
                     "created": int(time.time()),
                     "model": name,
-                    "choices": [
-                        {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-                    ],
-                    "usage": {
-                        "prompt_tokens": len(prompt.split()),
-                        "completion_tokens": len(text.split()),
-                        "total_tokens": len(prompt.split()) + len(text.split()),
-                    },
+                    "choices": [choice],
+                    "usage": usage,
                 },
             )
 
@@ -200,20 +469,6 @@ def run_head(args: argparse.Namespace, host_ip: str) -> None:
             log(format % a)
 
     server = ThreadingHTTPServer((args.host or "0.0.0.0", args.port), Handler)
-
-    def watch(rank: int, conn: Line) -> None:  # a dead peer rank kills the engine, as in vLLM
-        while True:
-            time.sleep(1)
-            with conn.lock:
-                try:
-                    conn.send({"prompt": ""})
-                    conn.recv()
-                except (ConnectionError, OSError):
-                    log(f"rank {rank} went away; exiting (engine dead)")
-                    os._exit(1)
-
-    for rank, conn in workers.items():
-        threading.Thread(target=watch, args=(rank, conn), daemon=True).start()
     log(f"Starting vLLM server on http://{args.host or '0.0.0.0'}:{args.port}")
     log("Application startup complete.")
     server.serve_forever()
@@ -222,10 +477,19 @@ def run_head(args: argparse.Namespace, host_ip: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     host_ip = check(args)
+    served = args.served_model_name or args.model
+    try:
+        path: Path | None = faults.fault_path(faults.standin_faults_dir(os.environ), served, args.node_rank)
+    except faults.FaultError as e:
+        log(f"no fault switch: {e}")
+        path = None
+    switch = Switch(path)
+    switch.start()  # first, so that a crash switch also ends a slow start
+    switch.at_start()
     if args.node_rank == 0:
-        run_head(args, host_ip)
+        run_head(args, host_ip, switch)
     else:
-        run_worker(args, host_ip)
+        run_worker(args, host_ip, switch)
 
 
 if __name__ == "__main__":

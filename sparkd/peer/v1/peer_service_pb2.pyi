@@ -83,16 +83,22 @@ class HelloResponse(_message.Message):
     def __init__(self, node: _Optional[_Union[NodeHello, _Mapping]] = ..., deployments: _Optional[_Iterable[_Union[DeploymentSummary, _Mapping]]] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class DeploymentSummary(_message.Message):
-    __slots__ = ("name", "state", "unit", "unit_active_state")
+    __slots__ = ("name", "state", "unit", "unit_active_state", "failure", "journal_tail", "exit_time")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     UNIT_FIELD_NUMBER: _ClassVar[int]
     UNIT_ACTIVE_STATE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    JOURNAL_TAIL_FIELD_NUMBER: _ClassVar[int]
+    EXIT_TIME_FIELD_NUMBER: _ClassVar[int]
     name: str
     state: _deployment_pb2.DeploymentState
     unit: str
     unit_active_state: str
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[_deployment_pb2.DeploymentState, str]] = ..., unit: _Optional[str] = ..., unit_active_state: _Optional[str] = ...) -> None: ...
+    failure: str
+    journal_tail: _containers.RepeatedScalarFieldContainer[str]
+    exit_time: float
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[_deployment_pb2.DeploymentState, str]] = ..., unit: _Optional[str] = ..., unit_active_state: _Optional[str] = ..., failure: _Optional[str] = ..., journal_tail: _Optional[_Iterable[str]] = ..., exit_time: _Optional[float] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("rank", "nnodes", "master_addr", "master_port")
@@ -137,6 +143,88 @@ class StopPartResponse(_message.Message):
     UNIT_FIELD_NUMBER: _ClassVar[int]
     unit: str
     def __init__(self, unit: _Optional[str] = ...) -> None: ...
+
+class PreparePartRequest(_message.Message):
+    __slots__ = ("spec", "assignment", "epoch")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    spec: _deployment_pb2.DeploymentSpec
+    assignment: Assignment
+    epoch: int
+    def __init__(self, spec: _Optional[_Union[_deployment_pb2.DeploymentSpec, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class ManifestEntry(_message.Message):
+    __slots__ = ("path", "size", "sha256")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    size: int
+    sha256: str
+    def __init__(self, path: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class PreparePartResponse(_message.Message):
+    __slots__ = ("unit", "argv", "environment", "properties", "listen_ports", "busy_ports", "memory_bytes", "model_digest", "model_files", "model_config", "problems")
+    class EnvironmentEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class PropertiesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    ARGV_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    PROPERTIES_FIELD_NUMBER: _ClassVar[int]
+    LISTEN_PORTS_FIELD_NUMBER: _ClassVar[int]
+    BUSY_PORTS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FILES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_CONFIG_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    unit: str
+    argv: _containers.RepeatedScalarFieldContainer[str]
+    environment: _containers.ScalarMap[str, str]
+    properties: _containers.ScalarMap[str, str]
+    listen_ports: _containers.RepeatedScalarFieldContainer[int]
+    busy_ports: _containers.RepeatedScalarFieldContainer[int]
+    memory_bytes: int
+    model_digest: str
+    model_files: _containers.RepeatedCompositeFieldContainer[ManifestEntry]
+    model_config: bytes
+    problems: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, unit: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., environment: _Optional[_Mapping[str, str]] = ..., properties: _Optional[_Mapping[str, str]] = ..., listen_ports: _Optional[_Iterable[int]] = ..., busy_ports: _Optional[_Iterable[int]] = ..., memory_bytes: _Optional[int] = ..., model_digest: _Optional[str] = ..., model_files: _Optional[_Iterable[_Union[ManifestEntry, _Mapping]]] = ..., model_config: _Optional[bytes] = ..., problems: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PartLogsRequest(_message.Message):
+    __slots__ = ("name", "lines", "follow", "epoch")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    lines: int
+    follow: bool
+    epoch: int
+    def __init__(self, name: _Optional[str] = ..., lines: _Optional[int] = ..., follow: _Optional[bool] = ..., epoch: _Optional[int] = ...) -> None: ...
+
+class PartLogsResponse(_message.Message):
+    __slots__ = ("unit", "time", "message")
+    UNIT_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    unit: str
+    time: float
+    message: str
+    def __init__(self, unit: _Optional[str] = ..., time: _Optional[float] = ..., message: _Optional[str] = ...) -> None: ...
 
 class JoinRequest(_message.Message):
     __slots__ = ("name", "cert_pem", "proof", "protocol_max", "protocol_min")

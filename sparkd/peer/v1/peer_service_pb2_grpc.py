@@ -54,6 +54,16 @@ class PeerServiceStub:
                 request_serializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.StopPartRequest.SerializeToString,
                 response_deserializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.StopPartResponse.FromString,
                 _registered_method=True)
+        self.PreparePart = channel.unary_unary(
+                '/sparkd.peer.v1.PeerService/PreparePart',
+                request_serializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.PreparePartRequest.SerializeToString,
+                response_deserializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.PreparePartResponse.FromString,
+                _registered_method=True)
+        self.PartLogs = channel.unary_stream(
+                '/sparkd.peer.v1.PeerService/PartLogs',
+                request_serializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.PartLogsRequest.SerializeToString,
+                response_deserializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.PartLogsResponse.FromString,
+                _registered_method=True)
 
 
 class PeerServiceServicer:
@@ -86,6 +96,21 @@ class PeerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PreparePart(self, request, context):
+        """PreparePart asks the receiving node for its launch plan of a part and the
+        facts the head's gates need (model manifest, memory, ports), starting nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PartLogs(self, request, context):
+        """PartLogs streams the journal of the receiving node's unit of a deployment.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -103,6 +128,16 @@ def add_PeerServiceServicer_to_server(servicer, server):
                     servicer.StopPart,
                     request_deserializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.StopPartRequest.FromString,
                     response_serializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.StopPartResponse.SerializeToString,
+            ),
+            'PreparePart': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreparePart,
+                    request_deserializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.PreparePartRequest.FromString,
+                    response_serializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.PreparePartResponse.SerializeToString,
+            ),
+            'PartLogs': grpc.unary_stream_rpc_method_handler(
+                    servicer.PartLogs,
+                    request_deserializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.PartLogsRequest.FromString,
+                    response_serializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.PartLogsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -191,6 +226,60 @@ class PeerService:
             '/sparkd.peer.v1.PeerService/StopPart',
             sparkd_dot_peer_dot_v1_dot_peer__service__pb2.StopPartRequest.SerializeToString,
             sparkd_dot_peer_dot_v1_dot_peer__service__pb2.StopPartResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreparePart(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sparkd.peer.v1.PeerService/PreparePart',
+            sparkd_dot_peer_dot_v1_dot_peer__service__pb2.PreparePartRequest.SerializeToString,
+            sparkd_dot_peer_dot_v1_dot_peer__service__pb2.PreparePartResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PartLogs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/sparkd.peer.v1.PeerService/PartLogs',
+            sparkd_dot_peer_dot_v1_dot_peer__service__pb2.PartLogsRequest.SerializeToString,
+            sparkd_dot_peer_dot_v1_dot_peer__service__pb2.PartLogsResponse.FromString,
             options,
             channel_credentials,
             insecure,
