@@ -14,10 +14,10 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from sparkd.config import Config
 from sparkd.engine import manifest
+from sparkd.engine.cluster import Cluster
 from sparkd.engine.launch import LocalFacts, plan_unit
 from sparkd.errors import PeerUnavailable, SparkdError
 from sparkd.host.protocols import Host
@@ -25,9 +25,6 @@ from sparkd.model import memory
 from sparkd.model.deployment import Assignment, DeploymentSpec, NodePart, PartPlan
 from sparkd.model.model_config import precision_from_config, shape_from_config
 from sparkd.model.observed import Snapshot
-
-if TYPE_CHECKING:
-    from sparkd.engine.deployments import Cluster
 
 
 @dataclass(frozen=True)

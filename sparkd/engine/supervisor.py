@@ -140,6 +140,13 @@ class Supervisor:
                 await self._open_incident(record, w, failure, now)
                 if d.records[name].supervision.breaker_open:
                     continue
+            elif failure.unit != w.incident.unit and failure.time < w.incident.time:
+                # A rank that died earlier is reported later (a worker's report comes with its next hello
+                # after its own unit probe): it, not the one seen first, failed first.
+                if not failure.journal_tail:
+                    failure = dataclasses.replace(failure, journal_tail=await d.journal_tail(record, failure.rank))
+                w.incident = failure
+                self._save(record, dataclasses.replace(record.supervision, last_failure=failure))
             elif failure.journal_tail and not w.incident.journal_tail and failure.unit == w.incident.unit:
                 # A worker reads its journal after it reports the failure: the lines come a hello later.
                 w.incident = dataclasses.replace(w.incident, journal_tail=failure.journal_tail)

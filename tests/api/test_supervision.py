@@ -312,3 +312,23 @@ def test_logs_come_from_every_rank_through_the_peer_api(cluster: list[Daemon]) -
     with pytest.raises(grpc.RpcError) as e:
         list(head.ro.deployments.DeploymentLogs(request))
     assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_rank_that_died_earlier_but_reported_later_is_recorded_as_first(cluster: list[Daemon]) -> None:
+    head, worker = cluster
+    create(head)
+    ready(head, worker)
+    worker.fake.systemd.crash(WORKER_UNIT, status=3)  # dies first ...
+    time.sleep(0.01)
+    head.fake.systemd.crash(HEAD_UNIT, status=1)  # ... the head follows, and sees its own death first
+    head.observe()
+    head.supervise()
+    assert get(head).supervision.last_failure.rank == 0
+    worker.observe()  # the worker's report, with its earlier exit time, comes with its next hello
+
+    def first() -> int:
+        head.supervise()
+        return get(head).supervision.last_failure.rank
+
+    until("the record names the worker", lambda: first() == 1)
+    assert get(head).supervision.failures_in_row == 1  # still one incident

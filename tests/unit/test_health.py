@@ -38,16 +38,13 @@ def worker(active: str = "active", reachable: bool = True, **kw: object) -> dict
     return {1: PartReport(reachable, 0.4 if reachable else 4.2, summary)}
 
 
-def verdict(own: UnitState = ACTIVE, s: ServingEvidence | None = GOOD, **kw: object) -> health.Verdict:
-    reports = kw.pop("reports", worker())
-    return health.evaluate_head(
-        RECORD,
-        own,
-        s,
-        reports,
-        served_before=bool(kw.pop("served_before", False)),
-        now=1000.0,  # type: ignore[arg-type]
-    )
+def verdict(
+    own: UnitState = ACTIVE,
+    s: ServingEvidence | None = GOOD,
+    reports: dict[int, PartReport] | None = None,
+    served_before: bool = False,
+) -> health.Verdict:
+    return health.evaluate_head(RECORD, own, s, reports or worker(), served_before=served_before, now=1000.0)
 
 
 def test_ready_needs_every_piece_of_evidence() -> None:
