@@ -10,6 +10,7 @@ import grpc
 from sparkctl_client import exit_codes
 from sparkctl_client.client import Client, ClientError, default_socket
 from sparkctl_client.commands import deploy, events, host, node, peer, status, version
+from sparkctl_client.commands.render import clean
 from sparkctl_client.output import to_json
 from sparkd import __version__
 
@@ -34,10 +35,10 @@ def _print_error(e: ClientError, socket_path: str) -> int:
             file=sys.stderr,
         )
         return exit_codes.UNREACHABLE
-    reason = f" [{e.reason}]" if e.reason else ""
-    print(f"sparkctl-client: {e.code.name}{reason}: {e.message}", file=sys.stderr)
+    reason = f" [{clean(e.reason)}]" if e.reason else ""
+    print(f"sparkctl-client: {e.code.name}{reason}: {clean(e.message)}", file=sys.stderr)  # text from peers, too
     for field, description in e.violations:
-        print(f"  {field}: {description}", file=sys.stderr)
+        print(f"  {clean(field)}: {clean(description)}", file=sys.stderr)
     if e.code is grpc.StatusCode.FAILED_PRECONDITION:
         return exit_codes.PRECONDITION
     return exit_codes.ERROR

@@ -48,13 +48,13 @@ def wait(client: Client, name: str, timeout: float) -> deployment_pb2.Deployment
         state = deployment_pb2.DeploymentState.Name(d.state)
         if f"{state} {d.message}" != last:
             last = f"{state} {d.message}"
-            print(f"{name}: {state.removeprefix('DEPLOYMENT_STATE_')}: {d.message}", file=sys.stderr)
+            print(f"{name}: {state.removeprefix('DEPLOYMENT_STATE_')}: {render.clean(d.message)}", file=sys.stderr)
         if d.state == deployment_pb2.DEPLOYMENT_STATE_READY:
             return d
         if d.state == deployment_pb2.DEPLOYMENT_STATE_FAILED:
             raise ClientError(
                 grpc.StatusCode.FAILED_PRECONDITION,
-                f"deployment {name} failed: {d.message}",
+                f"deployment {name} failed: {render.clean(d.message)}",
                 "ERROR_REASON_PRECONDITION_FAILED",
             )
         if time.monotonic() > deadline:

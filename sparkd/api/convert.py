@@ -105,7 +105,8 @@ def versions_to_proto(v: Versions) -> peer_pb2.PeerVersions:
     )
 
 
-def failure_to_proto(f: Failure | None) -> deployment_pb2.Failure | None:
+def failure_to_proto(f: Failure | None, journal: bool = True) -> deployment_pb2.Failure | None:
+    """`journal`: with the journal's last lines (they can hold prompts: the admin socket only)."""
     if f is None:
         return None
     return deployment_pb2.Failure(
@@ -113,12 +114,12 @@ def failure_to_proto(f: Failure | None) -> deployment_pb2.Failure | None:
         node_name=f.node_name,
         unit=f.unit,
         cause=f.cause,
-        journal_tail=list(f.journal_tail),
+        journal_tail=list(f.journal_tail) if journal else [],
         time=ts(f.time),
     )
 
 
-def deployment_to_proto(d: DeploymentStatus) -> deployment_pb2.Deployment:
+def deployment_to_proto(d: DeploymentStatus, journal: bool = True) -> deployment_pb2.Deployment:
     sup = d.supervision
     return deployment_pb2.Deployment(
         name=d.name,
@@ -143,7 +144,7 @@ def deployment_to_proto(d: DeploymentStatus) -> deployment_pb2.Deployment:
             failures_in_row=sup.failures_in_row,
             max_failures=d.max_failures,
             breaker_open=sup.breaker_open,
-            last_failure=failure_to_proto(sup.last_failure),
+            last_failure=failure_to_proto(sup.last_failure, journal),
             next_restart_time=ts(d.next_restart),
         ),
         master_port=d.master_port,

@@ -32,25 +32,34 @@ async def _spec(request: pb.CreateDeploymentRequest | pb.PlanDeploymentRequest) 
 
 
 class DeploymentServicer(pb_grpc.DeploymentServiceServicer):  # type: ignore[misc]
-    def __init__(self, deployments: DeploymentManager, supervisor: Supervisor) -> None:
-        self.deployments, self.supervisor = deployments, supervisor
+    def __init__(self, deployments: DeploymentManager, supervisor: Supervisor, journal: bool = True) -> None:
+        """`journal`: statuses carry the journal lines of a failure (false on the read-only socket: journals
+        can hold prompts and secrets, as `DeploymentLogs` is admin only)."""
+        self.deployments, self.supervisor, self.journal = deployments, supervisor, journal
+
+    def for_socket(self, read_only: bool) -> DeploymentServicer:
+        return DeploymentServicer(self.deployments, self.supervisor, journal=not read_only)
 
     async def CreateDeployment(
         self, request: pb.CreateDeploymentRequest, context: grpc.aio.ServicerContext
     ) -> pb.CreateDeploymentResponse:
         status = await self.deployments.create(await _spec(request))
-        return pb.CreateDeploymentResponse(deployment=convert.deployment_to_proto(status))
+        return pb.CreateDeploymentResponse(deployment=convert.deployment_to_proto(status, self.journal))
 
     async def GetDeployment(
         self, request: pb.GetDeploymentRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetDeploymentResponse:
         name = validate_name(request.name)
-        return pb.GetDeploymentResponse(deployment=convert.deployment_to_proto(self.deployments.get(name)))
+        return pb.GetDeploymentResponse(
+            deployment=convert.deployment_to_proto(self.deployments.get(name), self.journal)
+        )
 
     async def ListDeployments(
         self, request: pb.ListDeploymentsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDeploymentsResponse:
-        return pb.ListDeploymentsResponse(deployments=[convert.deployment_to_proto(d) for d in self.deployments.list()])
+        return pb.ListDeploymentsResponse(
+            deployments=[convert.deployment_to_proto(d, self.journal) for d in self.deployments.list()]
+        )
 
     async def DeleteDeployment(
         self, request: pb.DeleteDeploymentRequest, context: grpc.aio.ServicerContext
@@ -69,7 +78,7 @@ class DeploymentServicer(pb_grpc.DeploymentServiceServicer):  # type: ignore[mis
         self, request: pb.RestartDeploymentRequest, context: grpc.aio.ServicerContext
     ) -> pb.RestartDeploymentResponse:
         status = await self.supervisor.restart(validate_name(request.name))
-        return pb.RestartDeploymentResponse(deployment=convert.deployment_to_proto(status))
+        return pb.RestartDeploymentResponse(deployment=convert.deployment_to_proto(status, self.journal))
 
     async def DeploymentLogs(
         self, request: pb.DeploymentLogsRequest, context: grpc.aio.ServicerContext

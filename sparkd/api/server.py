@@ -94,8 +94,11 @@ def build_server(servicers: Servicers, read_only: bool) -> ApiServer:
     node_service_pb2_grpc.add_NodeServiceServicer_to_server(servicers.node, server)
     host_service_pb2_grpc.add_HostServiceServicer_to_server(servicers.host, server)
     peer_service_pb2_grpc.add_PeerServiceServicer_to_server(servicers.peers, server)
-    deployment_service_pb2_grpc.add_DeploymentServiceServicer_to_server(servicers.deployments, server)
-    status_service_pb2_grpc.add_StatusServiceServicer_to_server(servicers.status, server)
+    # Journal lines of a failure only on the admin socket (they can hold prompts).
+    deployment_service_pb2_grpc.add_DeploymentServiceServicer_to_server(
+        servicers.deployments.for_socket(read_only), server
+    )
+    status_service_pb2_grpc.add_StatusServiceServicer_to_server(servicers.status.for_socket(read_only), server)
     event_service_pb2_grpc.add_EventServiceServicer_to_server(servicers.events, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -13,12 +13,18 @@ from sparkd.v1 import status_service_pb2_grpc as pb_grpc
 
 
 class StatusServicer(pb_grpc.StatusServiceServicer):  # type: ignore[misc]
-    def __init__(self, inventory: Inventory, peers: PeerManager, deployments: DeploymentManager) -> None:
-        self.inventory, self.peers, self.deployments = inventory, peers, deployments
+    def __init__(
+        self, inventory: Inventory, peers: PeerManager, deployments: DeploymentManager, journal: bool = True
+    ) -> None:
+        """`journal`: as `DeploymentServicer`'s (false on the read-only socket)."""
+        self.inventory, self.peers, self.deployments, self.journal = inventory, peers, deployments, journal
+
+    def for_socket(self, read_only: bool) -> StatusServicer:
+        return StatusServicer(self.inventory, self.peers, self.deployments, journal=not read_only)
 
     async def GetStatus(self, request: pb.GetStatusRequest, context: grpc.aio.ServicerContext) -> pb.GetStatusResponse:
         return pb.GetStatusResponse(
             node=convert.node_to_proto(self.inventory.node()),
             peers=[convert.peer_to_proto(p) for p in self.peers.peers()],
-            deployments=[convert.deployment_to_proto(d) for d in self.deployments.list()],
+            deployments=[convert.deployment_to_proto(d, self.journal) for d in self.deployments.list()],
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 
 import structlog
@@ -23,7 +24,7 @@ from sparkd.events import EventBus
 from sparkd.host.protocols import Host
 from sparkd.model.deployment import DeploymentRecord, DeploymentState, DeploymentStatus, PartSummary, unit_name
 from sparkd.model.observed import Snapshot
-from sparkd.model.unit import UnitState
+from sparkd.model.unit import JournalLine, UnitState
 
 log = structlog.get_logger(__name__)
 
@@ -108,9 +109,10 @@ class DeploymentViews:
                     lines = await self.host.journal.tail(record.unit, TAIL_LINES)
                 else:
                     part = record.parts[rank]
-                    lines = [
-                        line async for line in self.cluster.part_logs(part.node_id, record.spec.name, TAIL_LINES, False)
-                    ]
+                    tail: deque[JournalLine] = deque(maxlen=TAIL_LINES)  # a worker may send more than asked
+                    async for line in self.cluster.part_logs(part.node_id, record.spec.name, TAIL_LINES, False):
+                        tail.append(line)
+                    lines = list(tail)
         except Exception as e:
             log.warning("deployment.journal_unreadable", deployment=record.spec.name, rank=rank, error=str(e)[:200])
             return ()

@@ -183,6 +183,10 @@ class DeploymentManager(DeploymentViews):
         spec = record.spec
         self.busy[spec.name] = (DeploymentState.PENDING, "starting the nodes' parts (workers first)")
         self.served.discard(spec.name)
+        # The previous run's serving evidence says nothing of this one (a restart must not inherit a lost
+        # /health count, or READY from before): it starts afresh, and a probe under way is discarded.
+        self.snapshot.serving = {p: e for p, e in self.snapshot.serving.items() if p != spec.port}
+        self.snapshot.serving_generation += 1
         started: list[NodePart] = []
         try:
             for part in reversed(record.parts[1:]):

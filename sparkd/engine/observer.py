@@ -95,9 +95,11 @@ class StateLoop:
 
     async def observe_serving(self) -> None:
         wanted = self.interests().serving
-        t, old = self.intervals.serving_timeout, self.snapshot.serving
+        t, old, generation = self.intervals.serving_timeout, self.snapshot.serving, self.snapshot.serving_generation
         rounds = [serving.probe(self.host.http, p, name, old.get(p, ServingEvidence()), t) for p, name in wanted]
         answers = await asyncio.gather(*rounds)
+        if self.snapshot.serving_generation != generation:
+            return  # a deployment (re)started meanwhile: this round saw (or followed) its previous run
         self.snapshot.serving = {p: e for (p, _), e in zip(wanted, answers, strict=True)}
 
     async def observe_gpus(self) -> None:

@@ -35,7 +35,8 @@ def served_models(body: bytes) -> tuple[str, ...] | None:
     if not isinstance(data, list):
         return None
     ids = [m.get("id") for m in data[:256] if isinstance(m, dict)]
-    return tuple(i[:256] for i in ids if isinstance(i, str))
+    # Shown in messages: an id is the endpoint's text, made printable (a terminal must not obey it).
+    return tuple("".join(c if c.isprintable() else "?" for c in i[:256]) for i in ids if isinstance(i, str))
 
 
 def generated_tokens(text: bytes, metric: str = TOKENS_METRIC) -> float | None:

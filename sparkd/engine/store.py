@@ -156,9 +156,10 @@ def _supervision(doc: Any, nodes: int) -> Supervision:
             journal_tail=tuple(_text(line, "a journal line") for line in tail),
             time=float(when),
         )
+    counts = {"restarts": 0, "failures_in_row": 0, **doc}  # a counter left out is 0, not a broken record
     return Supervision(
-        restarts=_int(doc, "restarts", 0, 10**9),
-        failures_in_row=_int(doc, "failures_in_row", 0, 10**9),
+        restarts=_int(counts, "restarts", 0, 10**9),
+        failures_in_row=_int(counts, "failures_in_row", 0, 10**9),
         breaker_open=breaker,
         last_failure=failure,
         deleting=deleting,

@@ -40,6 +40,7 @@ class Policy:
     backoff_s: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0, 30.0)  # before the 1st, 2nd, ... restart
     stable_s: float = 60.0  # READY this long: the failures in a row start again from 0
     settle_s: float = 2.0  # after a start, workers' reports this young may predate it: not evidence yet
+    start_s: float = 1800.0  # not READY this long after a start (weights load for minutes): a failure
     tick_s: float = 0.5
 
 
@@ -51,7 +52,8 @@ class _Watch:
     due: float = 0.0  # monotonic time of the next restart; 0 when none is planned
     due_wall: float = 0.0
     ready_since: float = 0.0
-    started: float = 0.0  # monotonic time of the last (re)start
+    started: float = 0.0  # monotonic time the last (re)start ended
+    started_wall: float = 0.0  # Unix time the last (re)start began: a rank that exited before it is old news
     waiting: str = ""  # why a due restart waits
 
 
@@ -132,9 +134,15 @@ class Supervisor:
                 continue
             w.ready_since = 0.0
             failure = verdict.failure
-            if verdict.state is not DeploymentState.FAILED or failure is None or record.supervision.breaker_open:
+            if failure is None and verdict.state in (DeploymentState.STARTING, DeploymentState.PENDING):
+                if w.incident is None and now - w.started >= self.policy.start_s:
+                    cause = f"not READY {self.policy.start_s:.0f} s after its start ({verdict.message})"
+                    failure = Failure(0, record.parts[0].node_name, record.unit, cause[:500], (), time.time())
+            elif verdict.state is not DeploymentState.FAILED:
                 continue
-            if failure.rank > 0 and now - w.started < self.policy.settle_s:
+            if failure is None or record.supervision.breaker_open:
+                continue
+            if failure.rank > 0 and (now - w.started < self.policy.settle_s or 0 < failure.time < w.started_wall):
                 continue  # a worker's report from before the last start
             if w.incident is None:
                 await self._open_incident(record, w, failure, now)
@@ -219,6 +227,14 @@ class Supervisor:
             record = d.records.get(name)
             if record is None:
                 raise NotFound(f"no deployment named {name}", name=name)
+            if record.supervision.deleting:
+                raise PreconditionFailed(
+                    f"deployment {name} is being deleted (`deploy down` could not reach every node): run "
+                    f"`sparkctl-client deploy down {name}` again, then `deploy up`"
+                )
+            w = self._watch.get(name)
+            if not manual and (w is None or w.incident is None or record.supervision.breaker_open):
+                return d.status(record)  # a `deploy restart` (or `down`) dealt with it while this one waited
             if manual:
                 record = dataclasses.replace(
                     record, supervision=dataclasses.replace(record.supervision, breaker_open=False, failures_in_row=0)
@@ -239,7 +255,8 @@ class Supervisor:
             d.store.save(record)
             d.records[name] = record
             w = self._watch.setdefault(name, _Watch())
-            w.incident, w.due, w.due_wall, w.waiting, w.started = None, 0.0, 0.0, "", time.monotonic()
+            w.incident, w.due, w.due_wall, w.waiting = None, 0.0, 0.0, ""
+            w.started, w.started_wall = time.monotonic(), time.time()
             d.bus.publish(
                 "deployment",
                 name,
@@ -247,5 +264,8 @@ class Supervisor:
                 f"restart {record.supervision.restarts} ({'by hand' if manual else 'supervisor'})",
             )
             log.info("supervisor.restart", deployment=name, restarts=record.supervision.restarts, manual=manual)
-            await d.launch(record)
+            try:
+                await d.launch(record)
+            finally:
+                w.started = time.monotonic()  # the settle window counts from the end of a slow start
             return d.status(record)

@@ -46,6 +46,7 @@ class Snapshot:
     units: dict[str, UnitState] = field(default_factory=dict)
     units_generation: int = 0  # bumped by every mutation that writes `units`
     serving: dict[int, ServingEvidence] = field(default_factory=dict)  # head API port -> its evidence
+    serving_generation: int = 0  # bumped when a (re)start makes the evidence on a port stale
     deployments: tuple[PartSummary, ...] = ()  # this node's parts, for hellos
 
     def unit(self, name: str) -> UnitState:

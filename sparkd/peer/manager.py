@@ -297,7 +297,8 @@ class PeerManager:
             return await getattr(stub, method)(request, timeout=timeout)
         except grpc.aio.AioRpcError as e:
             raise PeerUnavailable(
-                f"{method} on {peer.name} ({peer.address}) failed: {e.code().name}: {str(e.details())[:500]}",
+                f"{method} on {peer.name} ({peer.address}) failed: {e.code().name}: "
+                f"{convert.printable(str(e.details()), 500)}",
                 peer=peer.name,
             ) from e
 

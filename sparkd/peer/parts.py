@@ -147,8 +147,12 @@ class PeerCluster:
         stub = await self.peers.stub(node_id)
         request = pb.PartLogsRequest(name=name, lines=lines, follow=follow, epoch=peer.epoch)
         call = stub.PartLogs(request, timeout=None if follow else 30.0)
+        count = 0
         try:
             async for line in call:
+                count += 1
+                if not follow and count > lines:
+                    break  # a worker may send more than asked: history is at most `lines`
                 yield JournalLine(
                     timestamp=convert._time(line.time),
                     unit=convert.printable(line.unit, 128),
@@ -157,7 +161,8 @@ class PeerCluster:
                 )
         except grpc.aio.AioRpcError as e:
             raise PeerUnavailable(
-                f"PartLogs on {peer.name} failed: {e.code().name}: {str(e.details())[:300]}", peer=peer.name
+                f"PartLogs on {peer.name} failed: {e.code().name}: {convert.printable(str(e.details()), 300)}",
+                peer=peer.name,
             ) from e
         finally:
             call.cancel()

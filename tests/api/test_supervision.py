@@ -6,6 +6,7 @@ exactly which evidence led to which state."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -34,8 +35,9 @@ def create(head: Daemon, spec: str = SPEC) -> deployment_pb2.Deployment:
     return result
 
 
-def get(d: Daemon, name: str = "demo") -> deployment_pb2.Deployment:
-    result: deployment_pb2.Deployment = d.ro.deployments.GetDeployment(
+def get(d: Daemon, name: str = "demo", admin: bool = False) -> deployment_pb2.Deployment:
+    """The deployment through the read-only socket (the admin socket's answer adds the journal lines)."""
+    result: deployment_pb2.Deployment = (d.admin if admin else d.ro).deployments.GetDeployment(
         deployment_service_pb2.GetDeploymentRequest(name=name)
     ).deployment
     return result
@@ -170,10 +172,10 @@ def test_status_names_the_rank_that_died_first_with_its_cause_and_journal(cluste
 
     def tail() -> list[str]:
         head.supervise()
-        return list(get(head).supervision.last_failure.journal_tail)
+        return list(get(head, admin=True).supervision.last_failure.journal_tail)
 
     until("the journal lines", lambda: tail() != [])
-    f = get(head).supervision.last_failure
+    f = get(head, admin=True).supervision.last_failure
     assert (f.rank, f.node_name, f.unit, f.cause) == (1, "spark2", WORKER_UNIT, "exited with status 3")
     assert "ERROR EngineCore died unexpectedly" in list(f.journal_tail)
 
@@ -332,3 +334,80 @@ def test_a_rank_that_died_earlier_but_reported_later_is_recorded_as_first(cluste
 
     until("the record names the worker", lambda: first() == 1)
     assert get(head).supervision.failures_in_row == 1  # still one incident
+
+
+def test_logs_follow_streams_new_lines_from_the_worker(cluster: list[Daemon]) -> None:
+    head, worker = cluster
+    create(head)
+    request = deployment_service_pb2.DeploymentLogsRequest(name="demo", node_name="spark2", follow=True, lines=1)
+    stream = head.admin.deployments.DeploymentLogs(request)
+    try:
+        worker.run(lambda: worker.fake.journal.add(WORKER_UNIT, "first line"))
+        worker.run(lambda: worker.fake.journal.add(WORKER_UNIT, "a line written while followed"))
+        seen = []
+        for line in stream:
+            seen.append(line.message)
+            if line.message == "a line written while followed":
+                break
+        assert seen[-1] == "a line written while followed" and {line.node_name for line in [line]} == {"spark2"}
+    finally:
+        stream.cancel()
+
+
+def test_a_restarted_run_starts_with_fresh_evidence(cluster: list[Daemon]) -> None:
+    """The new run loads its weights for minutes: its /health 503 is a start, not a lost /health."""
+    head, worker = cluster
+    create(head)
+    ready(head, worker)
+    head.fake.systemd.crash(HEAD_UNIT)
+    head.observe()
+    head.supervise()
+    head.fake.http.answers[8000] = 503
+    restart_now(head)
+    assert state(get(head)) != "READY"  # not the previous run's evidence
+    for _ in range(5):
+        head.observe()
+    d = get(head)
+    assert state(d) == "STARTING" and d.supervision.failures_in_row == 1, d.message
+    head.supervise()
+    assert get(head).supervision.failures_in_row == 1
+
+
+def test_the_read_only_socket_shows_the_cause_but_not_the_journal(cluster: list[Daemon]) -> None:
+    head, worker = cluster
+    create(head)
+    head.fake.journal.add(HEAD_UNIT, "prompt: a secret")
+    head.fake.systemd.crash(HEAD_UNIT)
+    head.observe()
+    head.supervise()
+    admin = head.admin.deployments.GetDeployment(deployment_service_pb2.GetDeploymentRequest(name="demo"))
+    assert "prompt: a secret" in list(admin.deployment.supervision.last_failure.journal_tail)
+    ro = get(head).supervision.last_failure
+    assert ro.cause == "exited with status 1" and list(ro.journal_tail) == []
+
+
+def test_a_deployment_that_never_gets_ready_is_a_failure(cluster: list[Daemon]) -> None:
+    head, worker = cluster
+    create(head)
+    supervisor = head.system.supervisor
+    head.run(lambda: setattr(supervisor, "policy", dataclasses.replace(supervisor.policy, start_s=0.0)))
+    head.observe()
+    head.supervise()
+    f = get(head).supervision.last_failure
+    assert f.rank == 0 and f.cause.startswith("not READY 0 s after its start")
+
+
+def test_a_deployment_being_deleted_is_never_restarted(cluster: list[Daemon]) -> None:
+    head, worker = cluster
+    create(head)
+    worker.close()  # `deploy down` cannot reach it
+    until("spark2 down", lambda: not head.system.peers.connected_workers(), timeout=8)
+    with pytest.raises(grpc.RpcError):
+        head.admin.deployments.DeleteDeployment(deployment_service_pb2.DeleteDeploymentRequest(name="demo"))
+    head.observe()
+    assert state(get(head)) == "STOPPING"
+    head.supervise()
+    assert HEAD_UNIT not in head.fake.systemd.units  # stopped, and stays so
+    with pytest.raises(grpc.RpcError) as e:
+        head.admin.deployments.RestartDeployment(deployment_service_pb2.RestartDeploymentRequest(name="demo"))
+    assert "is being deleted" in str(e.value.details())
