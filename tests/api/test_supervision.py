@@ -37,9 +37,11 @@ def create(head: Daemon, spec: str = SPEC) -> deployment_pb2.Deployment:
 
 def get(d: Daemon, name: str = "demo", admin: bool = False) -> deployment_pb2.Deployment:
     """The deployment through the read-only socket (the admin socket's answer adds the journal lines)."""
-    result: deployment_pb2.Deployment = (d.admin if admin else d.ro).deployments.GetDeployment(
-        deployment_service_pb2.GetDeploymentRequest(name=name)
-    ).deployment
+    result: deployment_pb2.Deployment = (
+        (d.admin if admin else d.ro)
+        .deployments.GetDeployment(deployment_service_pb2.GetDeploymentRequest(name=name))
+        .deployment
+    )
     return result
 
 
@@ -374,7 +376,7 @@ def test_a_restarted_run_starts_with_fresh_evidence(cluster: list[Daemon]) -> No
 
 
 def test_the_read_only_socket_shows_the_cause_but_not_the_journal(cluster: list[Daemon]) -> None:
-    head, worker = cluster
+    head = cluster[0]
     create(head)
     head.fake.journal.add(HEAD_UNIT, "prompt: a secret")
     head.fake.systemd.crash(HEAD_UNIT)
@@ -387,7 +389,7 @@ def test_the_read_only_socket_shows_the_cause_but_not_the_journal(cluster: list[
 
 
 def test_a_deployment_that_never_gets_ready_is_a_failure(cluster: list[Daemon]) -> None:
-    head, worker = cluster
+    head = cluster[0]
     create(head)
     supervisor = head.system.supervisor
     head.run(lambda: setattr(supervisor, "policy", dataclasses.replace(supervisor.policy, start_s=0.0)))
