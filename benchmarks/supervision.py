@@ -9,8 +9,8 @@ Brings up its own lab, deploys examples/demo.yaml and then, `--trials` times eac
   (every rank stopped, the gates, the worker started, then the head) and the stand-in's own start-up.
 - wedge: the head's rank is told to wedge (alive, `/health` 200, completions hang); timed from the fault
   to the head recording a failure whose cause is "wedged" (its serving probe: 2 failed one-token
-  completions, one every 3 s, each given 3 s). The switch is then cleared and the restart awaited, which
-  also counts toward the next trial's clean start.
+  completions, one every 3 s, each given 3 s). The switch is cleared once the restart began (a wedge that
+  clears itself before its restart is due is left serving) and READY awaited.
 Between trials the deployment runs READY for 61 s once every 4 trials, so that the failures-in-a-row count
 starts afresh (`Policy.stable_s`) and the circuit breaker never opens during the benchmark.
 
@@ -120,6 +120,8 @@ def main() -> None:
 
             lab.fault("spark1", "demo", 0, faults.Fault("wedge"), log=lambda _: None)
             wedges.append(until("the wedge detected", wedged, 60))
+            # Cleared once the restart began (a wedge that clears itself before its restart is left serving).
+            until("the restart", lambda c=count: demo(head).supervision.restarts > c, 60)
             lab.fault("spark1", "demo", 0, faults.Fault("none"), log=lambda _: None)
             until("demo READY after the wedge", lambda c=count: restarted(head, c), 120)
         figure("wedge_to_detection_s", wedges)
