@@ -27,7 +27,7 @@ import structlog
 
 from sparkd.engine.deployments import DeploymentManager, refuse
 from sparkd.errors import NotFound, PreconditionFailed, SparkdError
-from sparkd.model.deployment import DeploymentRecord, DeploymentState, DeploymentStatus, Failure, Supervision
+from sparkd.model.deployment import DeploymentRecord, DeploymentState, DeploymentStatus, Failure
 
 log = structlog.get_logger(__name__)
 
@@ -129,7 +129,7 @@ class Supervisor:
                 w.incident, w.due, w.due_wall, w.waiting = None, 0.0, 0.0, ""
                 w.ready_since = w.ready_since or now
                 if record.supervision.failures_in_row and now - w.ready_since >= self.policy.stable_s:
-                    self._save(record, dataclasses.replace(record.supervision, failures_in_row=0))
+                    self._save(name, failures_in_row=0)
                     log.info("supervisor.stable", deployment=name)
                 continue
             w.ready_since = 0.0
@@ -145,8 +145,8 @@ class Supervisor:
             if failure.rank > 0 and (now - w.started < self.policy.settle_s or 0 < failure.time < w.started_wall):
                 continue  # a worker's report from before the last start
             if w.incident is None:
-                await self._open_incident(record, w, failure, now)
-                if d.records[name].supervision.breaker_open:
+                opened = await self._open_incident(name, w, failure, now)
+                if opened is None or opened.supervision.breaker_open:
                     continue
             elif failure.unit != w.incident.unit and failure.time < w.incident.time:
                 # A rank that died earlier is reported later (a worker's report comes with its next hello
@@ -154,38 +154,35 @@ class Supervisor:
                 if not failure.journal_tail:
                     failure = dataclasses.replace(failure, journal_tail=await d.journal_tail(record, failure.rank))
                 w.incident = failure
-                self._save(record, dataclasses.replace(record.supervision, last_failure=failure))
+                self._save(name, last_failure=failure)
             elif failure.journal_tail and not w.incident.journal_tail and failure.unit == w.incident.unit:
                 # A worker reads its journal after it reports the failure: the lines come a hello later.
                 w.incident = dataclasses.replace(w.incident, journal_tail=failure.journal_tail)
-                self._save(record, dataclasses.replace(record.supervision, last_failure=w.incident))
+                self._save(name, last_failure=w.incident)
             if not verdict.all_reachable:
                 w.waiting = "waiting for every node to answer"
                 continue
             if now >= w.due:
                 self._restarting[name] = asyncio.get_running_loop().create_task(self._restart(name, w))
 
-    async def _open_incident(self, record: DeploymentRecord, w: _Watch, failure: Failure, now: float) -> None:
-        d, name = self.deployments, record.spec.name
+    async def _open_incident(self, name: str, w: _Watch, failure: Failure, now: float) -> DeploymentRecord | None:
+        """Records failure number N in a row (and opens the breaker at `max_failures`); the record saved, or
+        None when the deployment went away meanwhile."""
+        d = self.deployments
+        record = d.records[name]
         if not failure.journal_tail:
             failure = dataclasses.replace(failure, journal_tail=await d.journal_tail(record, failure.rank))
-        w.incident = failure
-        count = record.supervision.failures_in_row + 1
+        current = d.records.get(name)
+        if current is None:
+            return None
+        count = current.supervision.failures_in_row + 1
         opened = count >= self.policy.max_failures
-        self._save(
-            record,
-            dataclasses.replace(record.supervision, failures_in_row=count, last_failure=failure, breaker_open=opened),
-        )
+        saved = self._save(name, failures_in_row=count, last_failure=failure, breaker_open=opened)
+        if saved is None:
+            return None
+        w.incident = failure
         where = f"rank {failure.rank} on {failure.node_name}: {failure.cause}"
         d.bus.publish("deployment", name, "failure", f"failure {count} in a row: {where}")
-        log.warning(
-            "supervisor.failure",
-            deployment=name,
-            rank=failure.rank,
-            node=failure.node_name,
-            cause=failure.cause,
-            failures_in_row=count,
-        )
         if opened:
             d.bus.publish(
                 "deployment",
@@ -193,15 +190,22 @@ class Supervisor:
                 "breaker_open",
                 f"circuit breaker open after {count} failures in a row; last: {where}",
             )
-            return
+            return saved
         backoff = self.policy.backoff_s[min(count - 1, len(self.policy.backoff_s) - 1)]
         w.due, w.due_wall = now + backoff, time.time() + backoff
+        return saved
 
-    def _save(self, record: DeploymentRecord, supervision: Supervision) -> None:
+    def _save(self, name: str, **changes: object) -> DeploymentRecord | None:
+        """Changes the current record's supervision (read afresh: an await may have passed since the caller
+        looked); nothing when the deployment is gone or being deleted meanwhile. The record saved, or None."""
         d = self.deployments
-        new = dataclasses.replace(record, supervision=supervision)
+        current = d.records.get(name)
+        if current is None or current.supervision.deleting or name in d.busy:
+            return None
+        new = dataclasses.replace(current, supervision=dataclasses.replace(current.supervision, **changes))  # type: ignore[arg-type]
         d.store.save(new)
-        d.records[record.spec.name] = new
+        d.records[name] = new
+        return new
 
     async def _restart(self, name: str, w: _Watch) -> None:
         try:
