@@ -73,6 +73,7 @@ class DeploymentManager(DeploymentViews):
         self.gates = Gates(config, host, facts, snapshot)
         self.lock = asyncio.Lock()
         self.busy: dict[str, tuple[DeploymentState, str]] = {}  # deployment -> what is being done to it
+        self._reserved: dict[str, tuple[int, int]] = {}  # being created: name -> (API port, rendezvous port)
         self.served: set[str] = set()  # deployments READY at least once since they were last (re)started
         self.supervisor_view: Callable[[DeploymentStatus], DeploymentStatus] = lambda s: s
         self._tails: dict[tuple[str, int], tuple[str, ...]] = {}  # (unit, main PID) -> its journal's last lines
@@ -109,6 +110,7 @@ class DeploymentManager(DeploymentViews):
 
     def _master_port(self, name: str) -> int:
         taken = {r.assignment.master_port for r in self.records.values() if r.spec.name != name}
+        taken |= {ports[1] for n, ports in self._reserved.items() if n != name}
         for port in RENDEZVOUS_PORTS:
             if port not in taken:
                 return port
@@ -127,25 +129,30 @@ class DeploymentManager(DeploymentViews):
 
     async def create(self, spec: DeploymentSpec) -> DeploymentStatus:
         """Validates against the cluster, runs the gates, persists, and starts every node's part (workers
-        first)."""
+        first). The gates run without the lock (a first model manifest hashes for minutes: other deployments
+        are not held up meanwhile); the name and its ports are reserved while they run."""
         self._check_creatable(spec)
+        name = spec.name
         async with self.lock:
-            if spec.name in self._broken:
+            if name in self._broken:
                 raise AlreadyExists(
-                    f"deployment {spec.name} has an unreadable record; delete it first "
-                    f"(sparkctl-client deploy down {spec.name})",
-                    name=spec.name,
+                    f"deployment {name} has an unreadable record; delete it first (sparkctl-client deploy down {name})",
+                    name=name,
                 )
-            existing = self.records.get(spec.name)
+            existing = self.records.get(name)
             if existing is not None:
                 if existing.spec == spec:
                     return self.status(existing)
                 raise AlreadyExists(
-                    f"deployment {spec.name} exists with a different spec; delete it first "
-                    f"(sparkctl-client deploy down {spec.name})",
-                    name=spec.name,
+                    f"deployment {name} exists with a different spec; delete it first "
+                    f"(sparkctl-client deploy down {name})",
+                    name=name,
                 )
-            taken = [r.spec.name for r in self.records.values() if r.spec.port == spec.port]
+            if name in self._reserved:
+                raise AlreadyExists(f"deployment {name} is being created; wait for that call", name=name)
+            api_ports = {r.spec.name: r.spec.port for r in self.records.values()}
+            api_ports.update({n: ports[0] for n, ports in self._reserved.items()})
+            taken = [n for n, port in sorted(api_ports.items()) if port == spec.port]
             if taken:
                 raise AlreadyExists(
                     f"port {spec.port} is the API port of deployment {taken[0]}; choose another port",
@@ -154,28 +161,33 @@ class DeploymentManager(DeploymentViews):
                 )
             facts = await self.facts()
             parts = self._layout(spec, facts)
-            master_port = self._master_port(spec.name)
-            self.busy[spec.name] = (DeploymentState.PENDING, "checking the gates on every node")
+            master_port = self._master_port(name)
+            self._reserved[name] = (spec.port, master_port)
+        try:
+            self.busy[name] = (DeploymentState.PENDING, "checking the gates on every node")
             try:
                 preflight = await self.gates.check(spec, parts, master_port, self.cluster)
             finally:
-                self.busy.pop(spec.name, None)
-            refuse(spec.name, preflight)
-            record = DeploymentRecord(
-                spec=spec,
-                assignment=Assignment(0, spec.world_size, facts.host_ip, master_port),
-                parts=parts,
-                create_time=time.time(),
-            )
-            self.store.save(record)
-            self.records[spec.name] = record
-            log.info("deployment.created", deployment=spec.name, nodes=len(parts), master_port=master_port)
-            try:
-                await self.launch(record)
-            except Exception:
-                self._forget(spec.name)
-                raise
-            return self.status(record)
+                self.busy.pop(name, None)
+            refuse(name, preflight)
+            async with self.lock:
+                record = DeploymentRecord(
+                    spec=spec,
+                    assignment=Assignment(0, spec.world_size, facts.host_ip, master_port),
+                    parts=parts,
+                    create_time=time.time(),
+                )
+                self.store.save(record)
+                self.records[name] = record
+                log.info("deployment.created", deployment=name, nodes=len(parts), master_port=master_port)
+                try:
+                    await self.launch(record)
+                except Exception:
+                    self._forget(name)
+                    raise
+                return self.status(record)
+        finally:
+            self._reserved.pop(name, None)
 
     async def launch(self, record: DeploymentRecord) -> None:
         """Starts every node's part, workers first (the highest rank first), then the head's; on a failure,

@@ -236,31 +236,46 @@ class Supervisor:
                     f"deployment {name} is being deleted (`deploy down` could not reach every node): run "
                     f"`sparkctl-client deploy down {name}` again, then `deploy up`"
                 )
+            if name in d.busy:
+                raise PreconditionFailed(f"deployment {name} is busy ({d.busy[name][1]}); try again when it is done")
             w = self._watch.get(name)
             if not manual and (w is None or w.incident is None or record.supervision.breaker_open):
                 return d.status(record)  # a `deploy restart` (or `down`) dealt with it while this one waited
-            if manual:
-                record = dataclasses.replace(
-                    record, supervision=dataclasses.replace(record.supervision, breaker_open=False, failures_in_row=0)
-                )
+            began = time.time()
             sup = record.supervision
             d.busy[name] = (DeploymentState.STARTING, f"restarting: stopping every rank (restart {sup.restarts + 1})")
             try:
                 _, unreachable = await d.halt(record)
                 if unreachable:
                     raise PreconditionFailed(f"cannot restart {name}: {', '.join(unreachable)} cannot be reached")
-                d.busy[name] = (DeploymentState.STARTING, "restarting: checking the gates on every node")
-                preflight = await d.gates.check(record.spec, record.parts, record.assignment.master_port, d.cluster)
-                refuse(name, preflight)
             except BaseException:
                 d.busy.pop(name, None)
                 raise
+        # The gates without the lock (a changed model hashes for minutes): `busy` keeps the supervisor and
+        # another restart away meanwhile; `deploy down` may still run, and is checked for below.
+        try:
+            d.busy[name] = (DeploymentState.STARTING, "restarting: checking the gates on every node")
+            preflight = await d.gates.check(record.spec, record.parts, record.assignment.master_port, d.cluster)
+            refuse(name, preflight)
+        except BaseException:
+            d.busy.pop(name, None)
+            raise
+        async with d.lock:
+            current = d.records.get(name)
+            if current is None or current.supervision.deleting:
+                d.busy.pop(name, None)
+                raise PreconditionFailed(f"deployment {name} was deleted while it restarted; nothing was started")
+            if manual:
+                current = dataclasses.replace(
+                    current, supervision=dataclasses.replace(current.supervision, breaker_open=False, failures_in_row=0)
+                )
+            record, sup = current, current.supervision
             record = dataclasses.replace(record, supervision=dataclasses.replace(sup, restarts=sup.restarts + 1))
             d.store.save(record)
             d.records[name] = record
             w = self._watch.setdefault(name, _Watch())
             w.incident, w.due, w.due_wall, w.waiting = None, 0.0, 0.0, ""
-            w.started, w.started_wall = time.monotonic(), time.time()
+            w.started, w.started_wall = time.monotonic(), began
             d.bus.publish(
                 "deployment",
                 name,

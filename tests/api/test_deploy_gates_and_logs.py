@@ -4,6 +4,7 @@ journal through the peer API, and the read-only socket never shows journal lines
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import grpc
@@ -95,3 +96,38 @@ def test_the_read_only_socket_shows_the_cause_but_not_the_journal(cluster: list[
     assert "prompt: a secret" in list(admin.deployment.supervision.last_failure.journal_tail)
     ro = get(head).supervision.last_failure
     assert ro.cause == "exited with status 1" and list(ro.journal_tail) == []
+
+
+def test_the_gates_hold_up_no_other_deployment(cluster: list[Daemon]) -> None:
+    """A first manifest of a big model hashes for minutes: meanwhile another deployment can still be deleted."""
+    import asyncio
+    import threading
+
+    head, worker = cluster
+    create(head, SPEC.replace("name: demo", "name: other").replace("port: 8000", "port: 8001"))
+    release = worker.run(asyncio.Event)
+    gates = worker.system.deployments.gates
+    original = gates.local_plan
+
+    async def slow(*args: object) -> object:
+        await release.wait()
+        return await original(*args)  # type: ignore[arg-type]
+
+    worker.run(lambda: setattr(gates, "local_plan", slow))
+    created: list[object] = []
+    thread = threading.Thread(target=lambda: created.append(create(head)))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while "demo" not in head.run(lambda: dict(head.system.deployments.busy)):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        stopped = head.admin.deployments.DeleteDeployment(
+            deployment_service_pb2.DeleteDeploymentRequest(name="other"), timeout=5
+        )
+        assert list(stopped.stopped_units) == ["sparkd-other-rank0.service", "sparkd-other-rank1.service"]
+        assert thread.is_alive() and not created  # demo's gates still wait
+    finally:
+        worker.run(release.set)
+        thread.join(timeout=10)
+    assert created and HEAD_UNIT in head.fake.systemd.units
