@@ -83,3 +83,21 @@ def test_only_vllm_launches_for_now() -> None:
     spec = DeploymentSpec("s", Framework.SGLANG, "/m", "s", 2, 1)
     with pytest.raises(NotSupported):
         plan_unit(spec, Assignment(0, 2, "192.168.100.1", 29501), facts("192.168.100.1"))
+
+
+def test_engine_options_become_flags_the_standin_accepts() -> None:
+    import dataclasses
+
+    from sparkd.model.deployment import EngineOptions
+
+    spec = dataclasses.replace(SPEC, engine=EngineOptions(8192, 4, 0.9, "bf16"))
+    argv = list(plan_unit(spec, Assignment(0, 2, "192.168.100.1", 29501), facts("192.168.100.1")).argv)
+    for flag, value in (
+        ("--max-model-len", "8192"),
+        ("--max-num-seqs", "4"),
+        ("--gpu-memory-utilization", "0.9"),
+        ("--kv-cache-dtype", "bfloat16"),  # vLLM's spelling
+    ):
+        assert argv[argv.index(flag) + 1] == value
+    args = standin.parser().parse_args(argv[1:])
+    assert (args.max_model_len, args.kv_cache_dtype) == (8192, "bfloat16")

@@ -78,8 +78,11 @@ def error(message: str) -> None:
 
 
 def fail(message: str) -> None:
+    """Exits 1 at once, as vLLM's engine does on a fatal error. Not sys.exit: a daemon thread (the fault
+    switch, a connection reader) may hold stdout's lock at interpreter shutdown, which aborts (SIGABRT)."""
     print(f"ERROR [stand-in] {message}", file=sys.stderr, flush=True)
-    sys.exit(1)
+    sys.stdout.flush()
+    os._exit(1)
 
 
 def engine_dead(message: str) -> None:
@@ -143,7 +146,11 @@ class Switch:
         fault = self.read()
         if fault.mode == "crash_on_start":
             error("EngineCore failed to start (lab fault switch crash_on_start)")
-            sys.exit(faults.CRASH_ON_START_EXIT_STATUS)
+            # Not sys.exit: the switch's poll thread may hold stdout's lock at interpreter shutdown, which
+            # aborts the process (SIGABRT) instead of exiting with the status (seen on a fresh machine).
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(faults.CRASH_ON_START_EXIT_STATUS)
         if fault.mode == "slow_start":
             log(f"Loading model weights (lab fault switch slow_start: {fault.seconds:g} s)")
             time.sleep(fault.seconds)
