@@ -254,7 +254,12 @@ def deployments(items: list[deployment_pb2.Deployment]) -> str:
 
 
 def _gb(n: int) -> str:
-    return f"{n / 1e9:.1f} GB"
+    """A size as the memory planner counts it (GB = 10^9 bytes); MB for what a lab's tiny model weighs."""
+    return f"{n / 1e9:.1f} GB" if n >= 100e6 else f"{n / 1e6:.1f} MB"
+
+
+def _count(n: int) -> str:
+    return f"{n / 1e9:.2f} B" if n >= 1e9 else f"{n / 1e6:.2f} M"
 
 
 def deployment_plan(r: deployment_service_pb2.PlanDeploymentResponse) -> str:
@@ -264,7 +269,7 @@ def deployment_plan(r: deployment_service_pb2.PlanDeploymentResponse) -> str:
     if r.HasField("memory"):
         precision, kv = clean(m.weight_precision), clean(m.kv_cache_dtype)
         lines.append(
-            f"model: {m.parameters / 1e9:.2f} B parameters, weights {_gb(m.weight_bytes)} ({precision}), "
+            f"model: {_count(m.parameters)} parameters, weights {_gb(m.weight_bytes)} ({precision}), "
             f"KV cache {m.kv_bytes_per_token / 1024:g} KiB/token ({kv}); context {m.context_length} "
             f"x concurrency {m.concurrency}, memory fraction {m.memory_fraction:.2f}"
         )

@@ -45,7 +45,8 @@ class DeploymentViews:
     busy: dict[str, tuple[DeploymentState, str]]
     served: set[str]
     supervisor_view: Callable[[DeploymentStatus], DeploymentStatus]
-    _tails: dict[tuple[str, int], tuple[str, ...]]
+    _tails: dict[tuple[str, float], tuple[str, ...]]
+    _tail_tasks: set[asyncio.Task[None]]
 
     @property
     def is_head(self) -> bool:
@@ -82,15 +83,17 @@ class DeploymentViews:
         self.snapshot.deployments = tuple(summaries)
 
     def _tail(self, state: UnitState) -> tuple[str, ...]:
-        """The last journal lines of a failed unit, read once per run (main PID) in the background."""
-        key = (state.name, state.main_pid)
+        """The last journal lines of a failed unit, read once per run (its exit time) in the background."""
+        key = (state.name, state.exit_time)
         if key not in self._tails:
             self._tails = {k: v for k, v in self._tails.items() if k[0] != state.name}
             self._tails[key] = ()
-            asyncio.get_running_loop().create_task(self._read_tail(key))
+            task = asyncio.get_running_loop().create_task(self._read_tail(key))
+            self._tail_tasks.add(task)  # referenced until done: the loop keeps only weak references
+            task.add_done_callback(self._tail_tasks.discard)
         return self._tails[key]
 
-    async def _read_tail(self, key: tuple[str, int]) -> None:
+    async def _read_tail(self, key: tuple[str, float]) -> None:
         try:
             lines = await self.host.journal.tail(key[0], TAIL_LINES)
         except Exception as e:

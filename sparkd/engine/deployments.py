@@ -76,7 +76,8 @@ class DeploymentManager(DeploymentViews):
         self._reserved: dict[str, tuple[int, int]] = {}  # being created: name -> (API port, rendezvous port)
         self.served: set[str] = set()  # deployments READY at least once since they were last (re)started
         self.supervisor_view: Callable[[DeploymentStatus], DeploymentStatus] = lambda s: s
-        self._tails: dict[tuple[str, int], tuple[str, ...]] = {}  # (unit, main PID) -> its journal's last lines
+        self._tails: dict[tuple[str, float], tuple[str, ...]] = {}  # (unit, exit time) -> its journal's last lines
+        self._tail_tasks: set[asyncio.Task[None]] = set()
         records, broken = store.load_all()
         self.records = {r.spec.name: r for r in records}
         self._broken = {b.name: b for b in broken if b.name not in self.records}

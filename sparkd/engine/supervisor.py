@@ -77,7 +77,8 @@ class Supervisor:
         if s.state is DeploymentState.FAILED and sup.breaker_open:
             return dataclasses.replace(
                 s,
-                message=f"circuit breaker open after {sup.failures_in_row} failures in a row; last: {s.message}. "
+                message=f"circuit breaker open after {sup.failures_in_row} failures in a row, every rank stopped; "
+                f"last: {s.message}. "
                 f"Fix the cause, then `sparkctl-client deploy restart {s.name}`",
             )
         if s.state is DeploymentState.FAILED and w is not None and w.due:
@@ -190,6 +191,8 @@ class Supervisor:
                 "breaker_open",
                 f"circuit breaker open after {count} failures in a row; last: {where}",
             )
+            # The ranks still up cannot serve without the dead one; stopped, they give the nodes' memory back.
+            self._restarting[name] = asyncio.get_running_loop().create_task(self._stand_down(name))
             return saved
         backoff = self.policy.backoff_s[min(count - 1, len(self.policy.backoff_s) - 1)]
         w.due, w.due_wall = now + backoff, time.time() + backoff
@@ -206,6 +209,20 @@ class Supervisor:
         d.store.save(new)
         d.records[name] = new
         return new
+
+    async def _stand_down(self, name: str) -> None:
+        """Stops every rank of a deployment whose breaker opened (`deploy restart` starts them again)."""
+        d = self.deployments
+        try:
+            async with d.lock:
+                record = d.records.get(name)
+                if record is not None and record.supervision.breaker_open and name not in d.busy:
+                    stopped, unreachable = await d.halt(record)
+                    log.info("supervisor.stood_down", deployment=name, stopped=stopped, unreachable=unreachable)
+        except SparkdError as e:
+            log.warning("supervisor.stand_down_failed", deployment=name, error=e.message)
+        finally:
+            self._restarting.pop(name, None)
 
     async def _restart(self, name: str, w: _Watch) -> None:
         try:

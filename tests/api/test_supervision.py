@@ -217,7 +217,9 @@ def test_five_failures_in_a_row_open_the_breaker_and_restart_closes_it(cluster: 
             assert get(head).supervision.restarts == n
     d = get(head)
     assert d.supervision.breaker_open and state(d) == "FAILED"
-    assert d.message.startswith("circuit breaker open after 5 failures in a row; last: rank 0 on spark1")
+    assert d.message.startswith("circuit breaker open after 5 failures in a row, every rank stopped; last: rank 0")
+    # The ranks still up could not serve without the dead one: stopped, the nodes' memory is free again.
+    assert HEAD_UNIT not in head.fake.systemd.units and WORKER_UNIT not in cluster[1].fake.systemd.units
     assert "deploy restart demo" in d.message
     assert ("demo", "breaker_open") in [(e.subject, e.state) for e in head.system.bus.recent]
     head.supervise()

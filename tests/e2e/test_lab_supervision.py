@@ -108,7 +108,12 @@ def test_five_crashes_in_a_row_open_the_breaker_and_restart_closes_it() -> None:
         timeout=120,
     )
     assert d["state"] == "DEPLOYMENT_STATE_FAILED" and d["supervision"]["failures_in_row"] == 5
-    assert d["message"].startswith("circuit breaker open after 5 failures in a row; last: rank 1 on spark2")
+    assert d["message"].startswith(
+        "circuit breaker open after 5 failures in a row, every rank stopped; last: rank 1 on spark2"
+    )
+    wait_for("every rank stopped", lambda: unit_props(HEAD_UNIT)["ActiveState"] in ("inactive", ""))
+    tail = d["supervision"]["last_failure"]["journal_tail"]  # the last run's lines, not the first failure's
+    assert any("EngineCore failed to start" in line for line in tail), tail
     events = client("spark1", "events")
     assert "breaker_open" in events.stdout, events.stdout
     fault("spark2", 1, "none")
