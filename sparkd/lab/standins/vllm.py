@@ -32,18 +32,11 @@ from pathlib import Path
 from typing import Any
 
 from sparkd.lab import faults
+from sparkd.lab.standins.console import error, exit_now, log
+from sparkd.lab.standins.engine import COMPLETIONS_DEFAULT_MAX_TOKENS, BadRequest, Engine, max_tokens_of
+from sparkd.lab.standins.switch import Switch
 
 VERSION = "0.33.0+sparkd.lab"
-#: max_tokens when a /v1/completions request gives none (vLLM's and OpenAI's default there).
-COMPLETIONS_DEFAULT_MAX_TOKENS = 16
-#: The series /metrics serves: vLLM's names (shared/reference/framework-facts.md), types and help texts.
-METRICS = {
-    "vllm:num_requests_running": ("gauge", "Number of requests in model execution batches."),
-    "vllm:num_requests_waiting": ("gauge", "Number of requests waiting to be processed."),
-    "vllm:prompt_tokens_total": ("counter", "Number of prefill tokens processed."),
-    "vllm:generation_tokens_total": ("counter", "Number of generation tokens processed."),
-    "vllm:request_success_total": ("counter", "Count of successfully processed requests."),
-}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -69,26 +62,16 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def log(message: str) -> None:
-    print(f"INFO {time.strftime('%m-%d %H:%M:%S')} [stand-in] {message}", flush=True)
-
-
-def error(message: str) -> None:
-    print(f"ERROR {time.strftime('%m-%d %H:%M:%S')} [stand-in] {message}", file=sys.stderr, flush=True)
-
-
 def fail(message: str) -> None:
-    """Exits 1 at once, as vLLM's engine does on a fatal error. Not sys.exit: a daemon thread (the fault
-    switch, a connection reader) may hold stdout's lock at interpreter shutdown, which aborts (SIGABRT)."""
+    """Exits 1 at once, as vLLM's engine does on a fatal error."""
     print(f"ERROR [stand-in] {message}", file=sys.stderr, flush=True)
-    sys.stdout.flush()
-    os._exit(1)
+    exit_now(1)
 
 
 def engine_dead(message: str) -> None:
     """Ends the process at once from any thread (a peer rank died: the engine cannot go on)."""
     error(f"{message}; exiting (engine dead)")
-    os._exit(1)
+    exit_now(1)
 
 
 def check(args: argparse.Namespace) -> str:
@@ -109,75 +92,6 @@ def check(args: argparse.Namespace) -> str:
     except OSError:
         fail(f"VLLM_HOST_IP={host_ip} is not an address of this node")
     return host_ip
-
-
-class Switch:
-    """This rank's fault switch (`sparkd.lab.faults`): read at start, then polled every POLL_SECONDS."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.running = threading.Event()  # set while not wedged
-        self.running.set()
-        self._last = ""  # what the last read found, so each change is logged once
-
-    def read(self) -> faults.Fault:
-        """The current fault; no file, or a bad one (logged once per change), is no fault."""
-        if self.path is None:
-            return faults.Fault()
-        try:
-            fault = faults.read_fault(self.path)
-        except faults.FaultError as e:
-            self._note(f"fault file {self.path} ignored: {e}")
-            return faults.Fault()
-        if fault is None:
-            self._note("")
-            return faults.Fault()
-        self._note(f"fault file {self.path}: {faults.encode_fault(fault).decode().strip()}")
-        return fault
-
-    def _note(self, line: str) -> None:
-        if line != self._last:
-            self._last = line
-            if line:
-                log(line)
-
-    def at_start(self) -> None:
-        """crash_on_start exits; slow_start sleeps (a model that takes long to load); the rest is for `poll`."""
-        fault = self.read()
-        if fault.mode == "crash_on_start":
-            error("EngineCore failed to start (lab fault switch crash_on_start)")
-            # Not sys.exit: the switch's poll thread may hold stdout's lock at interpreter shutdown, which
-            # aborts the process (SIGABRT) instead of exiting with the status (seen on a fresh machine).
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(faults.CRASH_ON_START_EXIT_STATUS)
-        if fault.mode == "slow_start":
-            log(f"Loading model weights (lab fault switch slow_start: {fault.seconds:g} s)")
-            time.sleep(fault.seconds)
-
-    def poll(self) -> None:
-        while True:
-            fault = self.read()
-            if fault.mode == "crash":
-                error("EngineCore died unexpectedly (lab fault switch crash)")
-                try:
-                    assert self.path is not None
-                    self.path.unlink()  # consumed: the next start runs normally
-                except OSError:
-                    pass
-                os._exit(faults.CRASH_EXIT_STATUS)
-            if fault.mode == "wedge" and self.running.is_set():
-                self.running.clear()
-                log("wedged (lab fault switch): no more tokens until the switch is cleared")
-            elif fault.mode != "wedge" and not self.running.is_set():
-                self.running.set()
-                log("wedge cleared (lab fault switch)")
-            time.sleep(faults.POLL_SECONDS)
-
-    def start(self) -> None:
-        if self.path is None:
-            return
-        threading.Thread(target=self.poll, name="fault-switch", daemon=True).start()
 
 
 def keepalive(sock: socket.socket) -> None:
@@ -288,84 +202,6 @@ def run_worker(args: argparse.Namespace, host_ip: str, switch: Switch) -> None:
             engine_dead("the head rank went away")
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-class Engine:
-    """The head's engine: one request in the pipeline at a time, and vLLM's Prometheus counters."""
-
-    def __init__(self, name: str, host_ip: str, workers: dict[int, Worker], switch: Switch) -> None:
-        self.name, self.host_ip, self.workers, self.switch = name, host_ip, workers, switch
-        self.pipeline = threading.Lock()
-        self.stats = threading.Lock()
-        self.running = self.waiting = 0
-        self.prompt_tokens = self.generation_tokens = 0
-        self.success = {"stop": 0, "length": 0}
-
-    def generate(self, prompt: str, max_tokens: int | None) -> tuple[list[str], int, str]:
-        """Runs `prompt` through every stage; returns the tokens (words), the prompt's tokens and the finish
-        reason. A wedge anywhere holds it here, counted as running, with no tokens."""
-        with self.stats:
-            self.waiting += 1
-        with self.pipeline:
-            with self.stats:
-                self.waiting -= 1
-                self.running += 1
-            try:
-                self.switch.running.wait()
-                stages = [{"stage": 0, "host_ip": self.host_ip}]
-                stages += [self.workers[rank].ask({"prompt": prompt}) for rank in sorted(self.workers)]
-                route = " -> ".join(f"stage {s['stage']} ({s['host_ip']})" for s in stages)
-                tokens = f"Hello from the sparkd lab: your prompt passed pipeline {route}.".split()
-                reason = "stop"
-                if max_tokens is not None and len(tokens) > max_tokens:
-                    tokens, reason = tokens[:max_tokens], "length"
-                prompt_tokens = len(prompt.split())
-                with self.stats:
-                    self.prompt_tokens += prompt_tokens
-                    self.generation_tokens += len(tokens)
-                    self.success[reason] += 1
-                return tokens, prompt_tokens, reason
-            finally:
-                with self.stats:
-                    self.running -= 1
-
-    def metrics(self) -> str:
-        """Prometheus text exposition as vLLM's prometheus_client writes it (counters with `_total`, float
-        values). vLLM labels every series with model_name and engine (the engine core's index)."""
-        labels = f'model_name="{_label(self.name)}",engine="0"'
-        with self.stats:
-            samples = {
-                "vllm:num_requests_running": [(labels, self.running)],
-                "vllm:num_requests_waiting": [(labels, self.waiting)],
-                "vllm:prompt_tokens_total": [(labels, self.prompt_tokens)],
-                "vllm:generation_tokens_total": [(labels, self.generation_tokens)],
-                "vllm:request_success_total": [(f'{labels},finished_reason="{r}"', n) for r, n in self.success.items()],
-            }
-        out = []
-        for metric, values in samples.items():
-            kind, help_text = METRICS[metric]
-            out += [f"# HELP {metric} {help_text}", f"# TYPE {metric} {kind}"]
-            out += [f"{metric}{{{lab}}} {float(value)}" for lab, value in values]
-        return "\n".join(out) + "\n"
-
-
-class BadRequest(Exception):
-    pass
-
-
-def _max_tokens(body: dict[str, Any], keys: tuple[str, ...], default: int | None) -> int | None:
-    for key in keys:
-        value = body.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise BadRequest(f"{key} must be an integer of at least 1, got {str(value)[:40]}")
-        return value
-    return default
-
-
 def run_head(args: argparse.Namespace, host_ip: str, switch: Switch) -> None:
     if args.master_addr != host_ip:
         fail(f"--master-addr {args.master_addr} must be this node's VLLM_HOST_IP {host_ip} on node-rank 0")
@@ -437,7 +273,7 @@ def run_head(args: argparse.Namespace, host_ip: str, switch: Switch) -> None:
             if not isinstance(messages, list):
                 raise BadRequest("messages must be a list")
             prompt = " ".join(str(m.get("content", "")) for m in messages if isinstance(m, dict))
-            max_tokens = _max_tokens(body, ("max_completion_tokens", "max_tokens"), None)
+            max_tokens = max_tokens_of(body, ("max_completion_tokens", "max_tokens"), None)
             tokens, prompt_tokens, reason = engine.generate(prompt, max_tokens)
             message = {"role": "assistant", "content": " ".join(tokens)}
             choice = {"index": 0, "message": message, "finish_reason": reason}
@@ -449,7 +285,7 @@ def run_head(args: argparse.Namespace, host_ip: str, switch: Switch) -> None:
                 prompt = " ".join(map(str, prompt))
             if not isinstance(prompt, str):
                 raise BadRequest("prompt must be a string or a list of strings")
-            max_tokens = _max_tokens(body, ("max_tokens",), COMPLETIONS_DEFAULT_MAX_TOKENS)
+            max_tokens = max_tokens_of(body, ("max_tokens",), COMPLETIONS_DEFAULT_MAX_TOKENS)
             tokens, prompt_tokens, reason = engine.generate(prompt, max_tokens)
             choice = {"index": 0, "text": " ".join(tokens), "logprobs": None, "finish_reason": reason}
             self._answer("cmpl", "text_completion", choice, prompt_tokens, len(tokens))
