@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sparkd import accounts
 from sparkd.errors import ConfigError
 from sparkd.files import NotARegularFile, read_regular
 
@@ -96,9 +97,15 @@ class PeerConfig:
 
 @dataclass(frozen=True)
 class FrameworksConfig:
-    """Where the inference frameworks are installed on this node (native runtime)."""
+    """Where the inference frameworks are installed on this node (native runtime), and as whom they run
+    (`sparkd.engine.sandbox`, docs/unit-sandbox.md): "dynamic" (DynamicUser=yes) or an account's name or
+    UID, never root; `groups` are supplementary groups, never root-equivalent ones."""
 
-    vllm_venv: str = "/opt/vllm"
+    vllm_venv: str = "/opt/vllm"  # vLLM 0.33 (and Ray 2.60 for mode: ray)
+    sglang_venv: str = "/opt/sglang"  # SGLang 0.5.23
+    trtllm_venv: str = "/opt/trtllm"  # TensorRT-LLM 1.2.1 (mpirun is the distribution's /usr/bin/mpirun)
+    user: str = "dynamic"
+    groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -327,7 +334,13 @@ def parse(text: str, path: str = "<config>") -> Config:
     p.finish()
 
     f = root.sub("frameworks")
-    frameworks = FrameworksConfig(vllm_venv=f.path_value("vllm_venv", FrameworksConfig.vllm_venv))
+    frameworks = FrameworksConfig(
+        vllm_venv=f.path_value("vllm_venv", FrameworksConfig.vllm_venv),
+        sglang_venv=f.path_value("sglang_venv", FrameworksConfig.sglang_venv),
+        trtllm_venv=f.path_value("trtllm_venv", FrameworksConfig.trtllm_venv),
+        user=_framework_user(f),
+        groups=_framework_groups(f, api.socket_group),
+    )
     f.finish()
 
     u = root.sub("units")
@@ -354,6 +367,23 @@ def parse(text: str, path: str = "<config>") -> Config:
     root.finish()
     check_socket_paths(config, path)
     return config
+
+
+def _framework_user(f: _Reader) -> str:
+    user: str = f.get("user", str, FrameworksConfig.user)
+    problem = accounts.user_problem(user)
+    if problem:
+        raise f.error("user", problem)
+    return user
+
+
+def _framework_groups(f: _Reader, socket_group: str) -> tuple[str, ...]:
+    groups = f.get("groups", list, [])
+    for group in groups:
+        problem = accounts.group_problem(group, socket_group)
+        if problem:
+            raise f.error("groups", problem)
+    return tuple(dict.fromkeys(groups))
 
 
 #: A unix socket's path must fit in sockaddr_un.sun_path (108 bytes with its NUL).
@@ -393,4 +423,6 @@ def load(path: str | Path) -> Config:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise ConfigError(p, "(file)", f"not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from e
-    return parse(text, p)
+    config = parse(text, p)
+    accounts.check_accounts(config.frameworks.user, config.frameworks.groups, p)
+    return config

@@ -163,7 +163,7 @@ class System:
         return LocalFacts(
             host_ip=str(self.config.node_address(self.membership.index).ip),
             twins=observed.twins,
-            vllm_venv=self.config.frameworks.vllm_venv,
+            frameworks=self.config.frameworks,
             network_namespace_path=self.config.units.network_namespace_path,
         )
 

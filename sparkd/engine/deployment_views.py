@@ -17,12 +17,20 @@ import structlog
 from sparkd.config import Config
 from sparkd.engine import health
 from sparkd.engine.cluster import Cluster
+from sparkd.engine.launchers import launcher_for
 from sparkd.engine.observer import Interests
 from sparkd.engine.store import BrokenRecord
 from sparkd.errors import NotFound
 from sparkd.events import EventBus
 from sparkd.host.protocols import Host
-from sparkd.model.deployment import DeploymentRecord, DeploymentState, DeploymentStatus, PartSummary, unit_name
+from sparkd.model.deployment import (
+    DEAD_STATES,
+    DeploymentRecord,
+    DeploymentState,
+    DeploymentStatus,
+    PartSummary,
+    unit_name,
+)
 from sparkd.model.observed import Snapshot
 from sparkd.model.unit import JournalLine, UnitState
 
@@ -57,11 +65,15 @@ class DeploymentViews:
     def interests(self) -> Interests:
         records = sorted(self.records.values(), key=lambda r: r.spec.name)
         serving = (
-            tuple((r.spec.port, r.spec.served_model_name) for r in records if r.assignment.rank == 0)
+            tuple(
+                (r.spec.port, r.spec.served_model_name, launcher_for(r.spec).token_metric)
+                for r in records
+                if r.assignment.rank == 0
+            )
             if self.is_head
             else ()
         )
-        return Interests(units=tuple(r.unit for r in records), serving=serving)
+        return Interests(units=tuple(u for r in records for u in r.units), serving=serving)
 
     def refresh(self) -> None:
         """Turns the latest evidence into states: publishes transitions, updates hello summaries."""
@@ -74,7 +86,8 @@ class DeploymentViews:
         for s in statuses:
             if s.spec is None:
                 continue
-            own = self.snapshot.unit(s.unit)
+            record = self.records.get(s.name)
+            own = self.part_state(record) if record is not None else self.snapshot.unit(s.unit)
             failure, tail = "", tuple[str, ...]()
             if own.active_state in ("failed", "inactive") and own.load_state != "unknown":
                 failure = own.exit_description or f"unit {s.unit} is {own.active_state}"
@@ -157,9 +170,18 @@ class DeploymentViews:
             unit_active_state="unknown",
         )
 
+    def part_state(self, record: DeploymentRecord) -> UnitState:
+        """This node's part, as one unit: the main unit's state, unless a unit it runs on (the Ray node under
+        `vllm serve`) has died, which then speaks for the part."""
+        for unit in record.units[:-1]:
+            state = self.snapshot.unit(unit)
+            if state.load_state != "unknown" and state.active_state in DEAD_STATES:
+                return state
+        return self.snapshot.unit(record.unit)
+
     def verdict(self, record: DeploymentRecord) -> health.Verdict:
         """The deployment's state from the latest evidence (`sparkd.engine.health`)."""
-        own = self.snapshot.unit(record.unit)
+        own = self.part_state(record)
         name = record.spec.name
         if record.assignment.rank > 0:
             return health.evaluate_worker(record, own, self.cluster.head_state(name))

@@ -23,7 +23,8 @@ from sparkd.config import Config
 from sparkd.engine.cluster import Cluster
 from sparkd.engine.deployment_views import DeploymentViews
 from sparkd.engine.gates import Gates, Preflight
-from sparkd.engine.launch import LocalFacts, plan_unit
+from sparkd.engine.launch import LocalFacts, plan_units
+from sparkd.engine.launchers import launcher_for
 from sparkd.engine.store import BrokenRecord, DeploymentStore
 from sparkd.errors import AlreadyExists, InvalidSpec, NotFound, NotSupported, PeerUnavailable, PreconditionFailed
 from sparkd.events import EventBus
@@ -36,9 +37,11 @@ from sparkd.model.deployment import (
     DeploymentState,
     DeploymentStatus,
     Framework,
+    LaunchMode,
     NodePart,
     PartPlan,
     is_unit_of,
+    unit_name,
     unit_pattern,
 )
 from sparkd.model.observed import Snapshot
@@ -90,10 +93,23 @@ class DeploymentManager(DeploymentViews):
                 f"deployments are created on the head ({self.cluster.head_name or 'the paired head'}); "
                 "run this against the head's sparkd"
             )
-        if spec.framework is not Framework.VLLM:
-            raise NotSupported(f"framework {spec.framework.value} cannot be launched yet; use vllm", field="framework")
         if spec.port == self.config.peer.port:
             raise InvalidSpec.one("port", f"{spec.port} is this cluster's sparkd peer port (peer.port); choose another")
+
+    @staticmethod
+    def _check_launchable(spec: DeploymentSpec) -> None:
+        if spec.mode is LaunchMode.RAY:
+            raise NotSupported(
+                "vLLM on Ray is planned (`deploy plan`) but not launched yet: sparkd cannot wait for Ray's GPUs "
+                "yet; use the native mode (leave `mode` out)",
+                field="mode",
+            )
+        if spec.framework is Framework.TRTLLM and spec.world_size > 1:
+            raise NotSupported(
+                "TensorRT-LLM across nodes needs sparkd's MPI launch agent, which is not built yet; "
+                "run it on one node (parallelism 1 x 1) or use vllm or sglang",
+                field="framework",
+            )
 
     def _layout(self, spec: DeploymentSpec, facts: LocalFacts) -> tuple[NodePart, ...]:
         workers = sorted(self.cluster.connected_workers(), key=lambda w: w.index)
@@ -133,6 +149,7 @@ class DeploymentManager(DeploymentViews):
         first). The gates run without the lock (a first model manifest hashes for minutes: other deployments
         are not held up meanwhile); the name and its ports are reserved while they run."""
         self._check_creatable(spec)
+        self._check_launchable(spec)
         name = spec.name
         async with self.lock:
             if name in self._broken:
@@ -200,13 +217,19 @@ class DeploymentManager(DeploymentViews):
         # /health count, or READY from before): it starts afresh, and a probe under way is discarded.
         self.snapshot.serving = {p: e for p, e in self.snapshot.serving.items() if p != spec.port}
         self.snapshot.serving_generation += 1
+        order = launcher_for(spec).order
         started: list[NodePart] = []
         try:
+            if order.head_first:
+                await self._start_local(spec, record.assignment, self._peers(record), roles=order.head_first)
             for part in reversed(record.parts[1:]):
                 a = dataclasses.replace(record.assignment, rank=part.rank)
                 await self.cluster.start_part(part.node_id, spec, a)
                 started.append(part)
-            await self._start_local(spec, record.assignment)
+            if order.wait:
+                self.busy[spec.name] = (DeploymentState.PENDING, f"waiting for {order.wait}")
+                await self.wait_for(order.wait, record)
+            await self._start_local(spec, record.assignment, self._peers(record))
         except Exception:
             log.warning("deployment.start_failed", deployment=spec.name)
             for part in started:
@@ -214,6 +237,7 @@ class DeploymentManager(DeploymentViews):
                     await self.cluster.stop_part(part.node_id, spec.name)
                 except Exception as e:
                     log.error("deployment.cleanup_failed", deployment=spec.name, node=part.node_name, error=str(e))
+            await self._stop_units(record)
             raise
         finally:
             self.busy.pop(spec.name, None)
@@ -223,9 +247,7 @@ class DeploymentManager(DeploymentViews):
         """Stops every node's part, the head's serving rank first (clients see a refused connection, not a
         hang), then the workers. The stopped units, and the nodes that could not be reached."""
         name = record.spec.name
-        await self.systemd.stop(record.unit)
-        self.remember_unit(await self.systemd.state(record.unit))
-        stopped, unreachable = [record.unit], []
+        stopped, unreachable = await self._stop_units(record), []
         for part in record.parts[1:]:
             try:
                 stopped.append(await self.cluster.stop_part(part.node_id, name))
@@ -322,7 +344,7 @@ class DeploymentManager(DeploymentViews):
             old = self.records.get(spec.name)
             if old is not None and (old.spec, old.assignment) != (spec, assignment):
                 # The head re-assigned this deployment: the old part (maybe another rank) goes first.
-                await self.systemd.stop(old.unit)
+                await self._stop_units(old)
                 log.info("deployment.part_replaced", deployment=spec.name, unit=old.unit)
             record = DeploymentRecord(spec, assignment, (), time.time())
             self.store.save(record)
@@ -332,20 +354,45 @@ class DeploymentManager(DeploymentViews):
             self.poke()
             return state
 
-    async def _start_local(self, spec: DeploymentSpec, assignment: Assignment) -> UnitState:
-        unit = plan_unit(spec, assignment, await self.facts())
-        state = await self.systemd.state(unit.name)
-        if state.running:
-            log.info("deployment.unit_adopted", unit=unit.name)
+    @staticmethod
+    def _peers(record: DeploymentRecord) -> tuple[str, ...]:
+        return tuple(p.address for p in record.parts[1:])
+
+    async def wait_for(self, what: str, record: DeploymentRecord) -> None:
+        """Waits for a framework's own start condition between the workers and the head's main unit."""
+        raise NotSupported(f"sparkd cannot wait for {what} yet", field="mode")
+
+    async def _start_local(
+        self, spec: DeploymentSpec, assignment: Assignment, peers: tuple[str, ...] = (), roles: tuple[str, ...] = ()
+    ) -> UnitState:
+        """Starts this node's units of `spec` in order (only those of `roles`, if given); each one that
+        runs already is adopted. Returns the last one's state."""
+        units = plan_units(spec, assignment, await self.facts(), peers)
+        if roles:
+            units = tuple(u for u in units if any(u.name.endswith(f"-{r}.service") for r in roles))
+        state = UnitState.unknown(unit_name(spec.name, assignment.rank))
+        for unit in units:
+            state = await self.systemd.state(unit.name)
+            if state.running:
+                log.info("deployment.unit_adopted", unit=unit.name)
+                self.remember_unit(state)
+                continue
+            if state.active_state == "failed":
+                await self.systemd.stop(unit.name)  # resets the failed state
+            await self.systemd.start(unit)
+            log.info("deployment.unit_started", unit=unit.name, argv=" ".join(unit.argv))
+            state = await self.systemd.state(unit.name)
             self.remember_unit(state)
-            return state
-        if state.active_state == "failed":
-            await self.systemd.stop(unit.name)  # resets the failed state
-        await self.systemd.start(unit)
-        log.info("deployment.unit_started", unit=unit.name, argv=" ".join(unit.argv))
-        state = await self.systemd.state(unit.name)
-        self.remember_unit(state)
         return state
+
+    async def _stop_units(self, record: DeploymentRecord) -> list[str]:
+        """Stops this node's units of `record`, the main (serving) unit first, then what it ran on."""
+        stopped = []
+        for unit in reversed(record.units):
+            await self.systemd.stop(unit)
+            self.remember_unit(await self.systemd.state(unit))
+            stopped.append(unit)
+        return stopped
 
     async def stop_part(self, name: str) -> str:
         """Stops this node's part of deployment `name` (as the head asked) and forgets it. Idempotent."""
@@ -360,10 +407,10 @@ class DeploymentManager(DeploymentViews):
         record = self.records.get(name)
         if record is None:
             return ""
-        await self.systemd.stop(record.unit)
+        stopped = await self._stop_units(record)
         self._forget(name)
-        log.info("deployment.unit_stopped", unit=record.unit)
-        return record.unit
+        log.info("deployment.unit_stopped", units=stopped)
+        return ", ".join(stopped)
 
     @property
     def journal(self) -> Journal:

@@ -19,6 +19,7 @@ from sparkd.config import Config
 from sparkd.engine import manifest
 from sparkd.engine.cluster import Cluster
 from sparkd.engine.launch import LocalFacts, plan_unit
+from sparkd.engine.launchers import launcher_for
 from sparkd.errors import PeerUnavailable, SparkdError
 from sparkd.host.protocols import Host
 from sparkd.model import memory
@@ -37,8 +38,8 @@ class Preflight:
 
 
 def listen_ports(spec: DeploymentSpec, assignment: Assignment) -> tuple[int, ...]:
-    """The TCP ports a rank listens on: the head its API and the rendezvous (native vLLM's workers dial out)."""
-    return (spec.port, assignment.master_port) if assignment.rank == 0 else ()
+    """The TCP ports a rank listens on (the framework's launcher says which)."""
+    return launcher_for(spec).listen_ports(spec, assignment)
 
 
 class Gates:
@@ -49,10 +50,11 @@ class Gates:
     ) -> None:
         self.config, self.host, self.facts, self.snapshot = config, host, facts, snapshot
 
-    async def local_plan(self, spec: DeploymentSpec, assignment: Assignment) -> PartPlan:
-        """This node's part: its unit, its ports, its memory and its model manifest. Starts nothing."""
+    async def local_plan(self, spec: DeploymentSpec, assignment: Assignment, peers: tuple[str, ...] = ()) -> PartPlan:
+        """This node's part: its unit, its ports, its memory and its model manifest. Starts nothing. `peers`:
+        on the head, the other ranks' addresses."""
         facts = await self.facts()
-        unit = plan_unit(spec, assignment, facts)
+        unit = plan_unit(spec, assignment, facts, peers)
         ports = listen_ports(spec, assignment)
         busy = tuple(self.host.ports.busy(list(ports)))
         problems: list[str] = []
@@ -106,7 +108,7 @@ class Gates:
                 blockers.append(f"{part.node_name}: cannot prepare rank {part.rank}: {e.message}")
                 return None
 
-        own = await self.local_plan(spec, assignment(0))
+        own = await self.local_plan(spec, assignment(0), tuple(p.address for p in parts[1:]))
         answers = await asyncio.gather(*(remote(p) for p in parts[1:]))
         plans = (own, *(a for a in answers if a is not None))
         for plan in plans:

@@ -1,21 +1,26 @@
 """Launch plans: a pure function of the spec, the node's assignment and its local facts.
 
-Each node renders its own part (its netdev names can differ from its peers'), so the
-head sends the spec and an assignment, never a command line. Only flags the pinned
-framework version accepts are emitted (shared/reference/framework-facts.md: vLLM 0.33
-native multi-node: `--nnodes/--node-rank/--master-addr/--master-port`, `--headless` on
-workers, `--distributed-executor-backend mp`).
+Each node renders its own part (its netdev names can differ from its peers'), so the head sends
+the spec and an assignment, never a command line. The framework's launcher
+(`sparkd.engine.launchers`) plans the node's units as if natively; this module names them, gives
+them every layer's interface variables (`launchers.interfaces`), the spec's extra environment, the
+node's network namespace (the lab's) and stop timeout, then wraps them in the runtime (a native
+environment or a container image: `sparkd.engine.runtimes`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from sparkd.errors import NotSupported
+from sparkd.config import FrameworksConfig
+from sparkd.engine.launchers import Launcher, Node, launcher_for
+from sparkd.engine.launchers.interfaces import environment
+from sparkd.engine.runtimes import Runtime
+from sparkd.engine.runtimes.native import NativeRuntime
+from sparkd.engine.sandbox import sandbox_units, unit_sandbox
 from sparkd.model.deployment import Assignment, DeploymentSpec, Framework, unit_name
 from sparkd.model.inventory import Twins
 from sparkd.model.unit import UnitSpec
-from sparkd.render.nccl import nccl_env
 
 #: How long a rank gets after SIGTERM to finish its requests before systemd kills it (`deploy down`).
 STOP_TIMEOUT_S = 30.0
@@ -27,71 +32,74 @@ class LocalFacts:
 
     host_ip: str  # twin-A address
     twins: Twins
-    vllm_venv: str
+    frameworks: FrameworksConfig = field(default_factory=FrameworksConfig)  # the venvs, and as whom units run
     network_namespace_path: str = ""
 
-
-def vllm_argv(spec: DeploymentSpec, a: Assignment, venv: str) -> list[str]:
-    argv = [
-        f"{venv.rstrip('/')}/bin/vllm",
-        "serve",
-        spec.model,
-        "--served-model-name",
-        spec.served_model_name,
-        "--tensor-parallel-size",
-        str(spec.tensor),
-        "--pipeline-parallel-size",
-        str(spec.pipeline),
-        "--distributed-executor-backend",
-        "mp",
-        "--nnodes",
-        str(a.nnodes),
-        "--node-rank",
-        str(a.rank),
-        "--master-addr",
-        a.master_addr,
-        "--master-port",
-        str(a.master_port),
-    ]
-    e = spec.engine
-    if e.context_length:
-        argv += ["--max-model-len", str(e.context_length)]
-    if e.concurrency:
-        argv += ["--max-num-seqs", str(e.concurrency)]
-    if e.memory_fraction:
-        argv += ["--gpu-memory-utilization", f"{e.memory_fraction:g}"]
-    if e.kv_cache_dtype != "auto":
-        argv += ["--kv-cache-dtype", {"bf16": "bfloat16"}.get(e.kv_cache_dtype, e.kv_cache_dtype)]
-    if a.rank == 0:
-        argv += ["--host", "0.0.0.0", "--port", str(spec.port)]
-    else:
-        argv += ["--headless"]
-    return argv
-
-
-def environment(facts: LocalFacts) -> dict[str, str]:
-    """Interface variables every layer needs, plus the node's NCCL settings."""
-    env = {
-        "VLLM_HOST_IP": facts.host_ip,
-        "GLOO_SOCKET_IFNAME": facts.twins.a.netdev,
-        "TP_SOCKET_IFNAME": facts.twins.a.netdev,
-    }
-    env.update(nccl_env(facts.twins))
-    return env
-
-
-def plan_unit(spec: DeploymentSpec, a: Assignment, facts: LocalFacts) -> UnitSpec:
-    """The transient unit that runs this node's part of `spec`."""
-    if spec.framework is not Framework.VLLM:
-        raise NotSupported(
-            f"framework {spec.framework.value} is accepted by the spec but cannot be launched yet; use vllm",
-            field="framework",
+    def venv(self, framework: Framework) -> str:
+        f = self.frameworks
+        # `command` runs its argv as written (absolute paths): PATH only gets /usr/bin first.
+        return {Framework.VLLM: f.vllm_venv, Framework.SGLANG: f.sglang_venv, Framework.TRTLLM: f.trtllm_venv}.get(
+            framework, "/usr"
         )
+
+
+def runtime_for(spec: DeploymentSpec, facts: LocalFacts) -> Runtime:
+    """The spec's runtime on this node: its image, else its venv, else the node's venv for the framework."""
+    if spec.runtime.container:
+        from sparkd.engine.runtimes.container import ContainerRuntime
+
+        return ContainerRuntime(spec.runtime.image)
+    return NativeRuntime(spec.runtime.venv or facts.venv(spec.framework))
+
+
+def mounts(spec: DeploymentSpec) -> tuple[str, ...]:
+    """The host directories a rank reads: the model and a draft model."""
+    draft = spec.engine.speculative.model if spec.engine.speculative else ""
+    return tuple(p for p in (spec.model, draft) if p)
+
+
+def plan_units(
+    spec: DeploymentSpec, a: Assignment, facts: LocalFacts, peers: tuple[str, ...] = ()
+) -> tuple[UnitSpec, ...]:
+    """This node's units for `spec`, in start order (the main unit last); `peers` are the other ranks'
+    addresses, rank 1 first (the head's plan needs them for TensorRT-LLM's mpirun)."""
+    launcher = launcher_for(spec)
+    runtime = runtime_for(spec, facts)
+    node = Node(facts.host_ip, facts.twins.a.netdev, environment(facts.host_ip, a.master_addr, facts.twins), peers)
+    units = []
+    for rank_unit in launcher.units(spec, a, node, runtime.executable):
+        env = dict(node.environment)
+        env.update(dict(rank_unit.environment))
+        env.update(dict(spec.env))
+        role = f" ({rank_unit.role})" if rank_unit.role else ""
+        unit = UnitSpec(
+            name=unit_name(spec.name, a.rank, rank_unit.role),
+            argv=rank_unit.argv,
+            description=f"sparkd deployment {spec.name} rank {a.rank} of {a.nnodes}{role} ({describe(launcher)})",
+            environment=env,
+            network_namespace_path=facts.network_namespace_path,
+            timeout_stop_s=STOP_TIMEOUT_S,
+        )
+        units.append(runtime.wrap(unit, mounts(spec)))
+    # After the wrap: a container's environment is forwarded by name, and HOME is then the CLI's.
+    return sandbox_units(units, unit_sandbox(facts.frameworks, spec.name, spec.runtime.container))
+
+
+def plan_unit(spec: DeploymentSpec, a: Assignment, facts: LocalFacts, peers: tuple[str, ...] = ()) -> UnitSpec:
+    """This node's main unit (its rank's health). A rank that the framework's own launcher starts (a
+    TensorRT-LLM worker, through mpirun) has no command line of its own: its argv is empty."""
+    units = plan_units(spec, a, facts, peers)
+    if units:
+        return units[-1]
     return UnitSpec(
         name=unit_name(spec.name, a.rank),
-        argv=vllm_argv(spec, a, facts.vllm_venv),
-        description=f"sparkd deployment {spec.name} rank {a.rank} of {a.nnodes} ({spec.framework.value})",
-        environment=environment(facts),
+        argv=(),
+        description=f"sparkd deployment {spec.name} rank {a.rank} of {a.nnodes} (started by the head's mpirun)",
         network_namespace_path=facts.network_namespace_path,
         timeout_stop_s=STOP_TIMEOUT_S,
     )
+
+
+def describe(launcher: Launcher) -> str:
+    mode = f" on {launcher.mode.value}" if launcher.mode.value != "native" else ""
+    return f"{launcher.framework.value}{mode}"

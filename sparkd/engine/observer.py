@@ -45,7 +45,7 @@ class Interests:
     must serve)."""
 
     units: tuple[str, ...]
-    serving: tuple[tuple[int, str], ...] = ()
+    serving: tuple[tuple[int, str, str], ...] = ()  # (API port, served model name, token metric)
 
 
 class StateLoop:
@@ -96,11 +96,11 @@ class StateLoop:
     async def observe_serving(self) -> None:
         wanted = self.interests().serving
         t, old, generation = self.intervals.serving_timeout, self.snapshot.serving, self.snapshot.serving_generation
-        rounds = [serving.probe(self.host.http, p, name, old.get(p, ServingEvidence()), t) for p, name in wanted]
+        rounds = [serving.probe(self.host.http, p, name, old.get(p, ServingEvidence()), t, m) for p, name, m in wanted]
         answers = await asyncio.gather(*rounds)
         if self.snapshot.serving_generation != generation:
             return  # a deployment (re)started meanwhile: this round saw (or followed) its previous run
-        self.snapshot.serving = {p: e for (p, _), e in zip(wanted, answers, strict=True)}
+        self.snapshot.serving = {p: e for (p, _, _), e in zip(wanted, answers, strict=True)}
 
     async def observe_gpus(self) -> None:
         gpus, reason = await asyncio.wait_for(asyncio.to_thread(self.host.gpus.gpus), self.intervals.gpu_timeout)

@@ -67,8 +67,11 @@ def completion_request(served: str) -> bytes:
     return json.dumps({"model": served, "prompt": "ping", "max_tokens": 1, "temperature": 0}).encode()
 
 
-async def probe(http: HttpProbe, port: int, served: str, last: ServingEvidence, timeout: float) -> ServingEvidence:
-    """One round of evidence for `port`, following `last` (the previous round's)."""
+async def probe(
+    http: HttpProbe, port: int, served: str, last: ServingEvidence, timeout: float, metric: str = TOKENS_METRIC
+) -> ServingEvidence:
+    """One round of evidence for `port`, following `last` (the previous round's). `metric` is the framework's
+    generated-token counter ("" when its /metrics has none: every round then asks a one-token completion)."""
     health = await http.status("127.0.0.1", port, "/health", timeout)
     if health != 200:
         return ServingEvidence(health=health, health_failures=last.health_failures + 1, tokens=last.tokens)
@@ -76,8 +79,8 @@ async def probe(http: HttpProbe, port: int, served: str, last: ServingEvidence, 
     models = served_models(models_answer.body) if models_answer and models_answer.status == 200 else None
     if models is not None and served not in models:
         return ServingEvidence(health=200, models=models, tokens=last.tokens)
-    metrics = await http.request("127.0.0.1", port, "/metrics", timeout, limit=METRICS_LIMIT)
-    tokens = generated_tokens(metrics.body) if metrics and metrics.status == 200 else None
+    metrics = await http.request("127.0.0.1", port, "/metrics", timeout, limit=METRICS_LIMIT) if metric else None
+    tokens = generated_tokens(metrics.body, metric) if metrics and metrics.status == 200 else None
     if tokens is not None and last.tokens is not None and tokens > last.tokens and last.probe_ok is not None:
         return ServingEvidence(200, 0, models, True, 0, f"{tokens - last.tokens:g} new tokens", tokens)
     answer = await http.request(

@@ -19,14 +19,16 @@ from typing import Any
 
 import structlog
 
-from sparkd.engine.spec import validate, validate_name
+from sparkd.engine.spec import spec_document, validate, validate_name
 from sparkd.errors import InvalidSpec
 from sparkd.host.protocols import Files
-from sparkd.model.deployment import Assignment, DeploymentRecord, Failure, NodePart, Supervision
+from sparkd.model.deployment import Assignment, DeploymentRecord, DeploymentSpec, Failure, NodePart, Supervision
 
 log = structlog.get_logger(__name__)
 
-FORMAT = 3  # 1: the walking skeleton's, with unit names stored (ignored when read); 2: no engine, no supervision
+# 1: the walking skeleton's, with unit names stored (ignored when read); 2: no engine, no supervision;
+# 3: the spec as its dataclass fields; 4: the spec as its YAML mapping (`spec_document`).
+FORMAT = 4
 MAX_TAIL_LINES, MAX_TEXT = 10, 512
 MAX_RECORD_BYTES = 256 * 1024
 MAX_NODES = 64
@@ -44,7 +46,7 @@ class BrokenRecord:
 
 def _to_json(record: DeploymentRecord) -> bytes:
     doc: dict[str, Any] = {"format": FORMAT, **asdict(record)}
-    doc["spec"]["framework"] = record.spec.framework.value
+    doc["spec"] = spec_document(record.spec)
     return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
 
 
@@ -81,22 +83,12 @@ def parse_record(name: str, data: str) -> DeploymentRecord:
     doc = json.loads(data)
     if not isinstance(doc, dict):
         raise ValueError("not a JSON object")
-    if doc.get("format") not in (1, 2, FORMAT):
+    if doc.get("format") not in (1, 2, 3, FORMAT):
         raise ValueError(f"unknown record format {str(doc.get('format'))[:20]!r}")
     spec_doc = doc.get("spec")
     if not isinstance(spec_doc, dict):
         raise ValueError("spec must be an object")
-    spec = validate(
-        {
-            "name": spec_doc.get("name"),
-            "framework": spec_doc.get("framework"),
-            "model": spec_doc.get("model"),
-            "served_model_name": spec_doc.get("served_model_name"),
-            "parallelism": {"pipeline": spec_doc.get("pipeline"), "tensor": spec_doc.get("tensor")},
-            "port": spec_doc.get("port"),
-            **({"engine": _engine_doc(spec_doc["engine"])} if spec_doc.get("engine") is not None else {}),
-        }
-    )
+    spec = validate(spec_doc) if doc["format"] == FORMAT else _old_spec(spec_doc)
     if spec.name != name:
         raise ValueError(f"the record of {name} holds deployment {spec.name}")
     assignment = _assignment(doc.get("assignment"))
@@ -115,6 +107,21 @@ def parse_record(name: str, data: str) -> DeploymentRecord:
         raise ValueError("create_time must be a time in seconds")
     supervision = _supervision(doc.get("supervision"), len(parts) or MAX_NODES)
     return DeploymentRecord(spec, assignment, parts, float(create_time), supervision)
+
+
+def _old_spec(spec_doc: dict[str, Any]) -> DeploymentSpec:
+    """A format 1-3 record's spec (its dataclass fields of then), through today's validation."""
+    return validate(
+        {
+            "name": spec_doc.get("name"),
+            "framework": spec_doc.get("framework"),
+            "model": spec_doc.get("model"),
+            "served_model_name": spec_doc.get("served_model_name"),
+            "parallelism": {"pipeline": spec_doc.get("pipeline"), "tensor": spec_doc.get("tensor")},
+            "port": spec_doc.get("port"),
+            **({"engine": _engine_doc(spec_doc["engine"])} if spec_doc.get("engine") is not None else {}),
+        }
+    )
 
 
 def _engine_doc(doc: Any) -> Any:

@@ -16,6 +16,9 @@ Sources, all through the host protocols (so tests and the lab read a fake sysroo
   then 1 ms from the cache.
 - driver and CUDA driver versions: NVML, from the state loop's snapshot; the kernel: the snapshot.
 
+- a container image (`image_digest`): the local image's ID from `docker image inspect --format
+  '{{.Id}}'`, run through the host's Runner with a timeout; the head compares every node's.
+
 Bounded: at most `MAX_DIST_INFO` dist-info entries per collection, names over `MAX_NAME`
 characters skipped, versions cut at `MAX_VERSION` characters and matched against `_VERSION`,
 METADATA read up to `METADATA_LIMIT` bytes, the library up to `NCCL_LIMIT`. Never leaves the
@@ -33,8 +36,10 @@ import structlog
 
 from sparkd import __version__
 from sparkd.config import FrameworksConfig
+from sparkd.engine.runtimes.container import DOCKER, image_problem
+from sparkd.errors import HostOperationFailed
 from sparkd.files import NotARegularFile
-from sparkd.host.protocols import Files
+from sparkd.host.protocols import Files, Runner
 from sparkd.model.inventory import GpuInfo
 from sparkd.model.observed import Snapshot
 from sparkd.model.versions import FRAMEWORK_PACKAGES, Versions, normalize_package
@@ -49,6 +54,10 @@ MAX_VERSION = 64
 MAX_PYTHONS = 8  # python3.X directories looked at per lib directory
 NCCL_LIMIT = 1 << 30  # the real library is 200-300 MB
 METADATA_LIMIT = 64 * 1024
+
+IMAGE_INSPECT_TIMEOUT_S = 10.0  # a local lookup in dockerd: milliseconds when it answers at all
+_IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
+_SHOWN = 200  # characters of docker's own words kept in a problem
 
 _PYTHON = re.compile(r"python3\.\d{1,3}")
 # PEP 440 versions as they appear in dist-info names and METADATA: "0.11.0", "2.9.0+cu130", "1.3.0rc13",
@@ -83,6 +92,47 @@ def collect_sync(
         cuda=cuda,
         kernel=kernel,
     )
+
+
+async def image_digest(
+    runner: Runner,
+    image: str,
+    *,
+    node: str = "this node",
+    docker: str = DOCKER,
+    timeout: float = IMAGE_INSPECT_TIMEOUT_S,
+) -> tuple[str, str]:
+    """(the local image ID of `image`, "") or ("", why not): `docker image inspect --format {{.Id}}`. The ID
+    is the digest of the image's config, equal on every node that pulled the same image for the same
+    platform; it never contacts a registry. The problem names `node` and the remedy."""
+    problem = image_problem(image)
+    if problem:
+        return "", f"image {image[:_SHOWN]!r}: {problem}"
+    argv = (docker, "image", "inspect", "--format", "{{.Id}}", "--", image)
+    try:
+        result = await runner.run(argv, timeout)
+    except HostOperationFailed as e:
+        if "did not finish" in e.message:  # the runner's timeout
+            return "", f"docker did not answer on {node} ({_shown(e.message)}): check `systemctl status docker`"
+        remedy = "install Docker and the NVIDIA Container Toolkit"
+        return "", f"docker is not available on {node} ({_shown(e.message)}): {remedy}"
+    err = _shown(result.stderr)
+    if result.returncode != 0:
+        if "no such image" in err.lower() or "no such object" in err.lower():
+            return "", f"image {image} is not on {node}: docker pull {image}"
+        if "docker daemon" in err.lower() or "docker.sock" in err.lower():
+            return "", f"the Docker daemon on {node} does not answer: {err}"
+        return "", f"docker image inspect {image} failed on {node} (exit status {result.returncode}): {err}"
+    digest = result.stdout.strip()
+    if not _IMAGE_ID.fullmatch(digest):
+        return "", f"docker image inspect {image} on {node} answered no image ID: {_shown(result.stdout)!r}"
+    return digest, ""
+
+
+def _shown(text: str) -> str:
+    """The first non-empty line of `text`, printable characters only, at most _SHOWN characters."""
+    line = next((line for line in text.splitlines() if line.strip()), "")
+    return "".join(c for c in line.strip()[:_SHOWN] if c.isprintable())
 
 
 def gpu_versions(gpus: tuple[GpuInfo, ...]) -> tuple[str, str]:

@@ -26,7 +26,7 @@ from jeepney import DBusAddress, DBusErrorResponse, new_method_call
 from jeepney.io.asyncio import DBusConnection, DBusRouter, RouterClosed, open_dbus_connection, unwrap_msg
 
 from sparkd.errors import HostOperationFailed
-from sparkd.model.unit import UnitSpec, UnitState
+from sparkd.model.unit import Sandbox, UnitSpec, UnitState, capability_mask, exec_command, rlimit_bytes
 
 _SYSTEMD = "org.freedesktop.systemd1"
 _MANAGER = DBusAddress("/org/freedesktop/systemd1", bus_name=_SYSTEMD, interface=f"{_SYSTEMD}.Manager")
@@ -45,10 +45,80 @@ SERVICE_PROPERTIES: dict[str, tuple[str, str]] = {
 _CONVERT: dict[str, Callable[[Any], Any]] = {"s": str, "u": int, "i": int, "t": lambda usec: int(usec) / 1e6}
 
 
-def _properties(spec: UnitSpec) -> list[tuple[str, tuple[str, Any]]]:
+#: Sandbox fields sent as plain D-Bus values: field -> (property, signature). The rest are built in
+#: `_sandbox_properties` (RestrictNamespaces t, SystemCallFilter and RestrictAddressFamilies (bas),
+#: SystemCallErrorNumber i, the capability masks t, DeviceAllow a(ss), UMask u).
+_SANDBOX_PLAIN: dict[str, tuple[str, str]] = {
+    "no_new_privileges": ("NoNewPrivileges", "b"),
+    "protect_system": ("ProtectSystem", "s"),
+    "protect_home": ("ProtectHome", "s"),
+    "private_tmp": ("PrivateTmp", "b"),
+    "private_devices": ("PrivateDevices", "b"),
+    "private_network": ("PrivateNetwork", "b"),
+    "private_mounts": ("PrivateMounts", "b"),
+    "protect_kernel_tunables": ("ProtectKernelTunables", "b"),
+    "protect_kernel_modules": ("ProtectKernelModules", "b"),
+    "protect_kernel_logs": ("ProtectKernelLogs", "b"),
+    "protect_control_groups": ("ProtectControlGroups", "b"),
+    "protect_clock": ("ProtectClock", "b"),
+    "protect_hostname": ("ProtectHostname", "b"),
+    "restrict_realtime": ("RestrictRealtime", "b"),
+    "restrict_suid_sgid": ("RestrictSUIDSGID", "b"),
+    "lock_personality": ("LockPersonality", "b"),
+    "memory_deny_write_execute": ("MemoryDenyWriteExecute", "b"),
+    "remove_ipc": ("RemoveIPC", "b"),
+    "protect_proc": ("ProtectProc", "s"),
+    "system_call_architectures": ("SystemCallArchitectures", "as"),
+    "device_policy": ("DevicePolicy", "s"),
+    "read_write_paths": ("ReadWritePaths", "as"),
+    "read_only_paths": ("ReadOnlyPaths", "as"),
+    "inaccessible_paths": ("InaccessiblePaths", "as"),
+}
+
+
+def _literal(word: str) -> str:
+    """systemd expands $NAME and ${NAME} in every word of an Exec command line, also one sent over D-Bus
+    (systemd-run's own example writes "$$$$" for the shell's "$$"): "$$" keeps a "$"."""
+    return word.replace("$", "$$")
+
+
+def _command(path: str, argv: Sequence[str], ignore_failure: bool) -> tuple[str, list[str], bool]:
+    """One a(sasb) entry: the executable, its argv (argv[0] included) and whether failure is ignored."""
+    return path, [_literal(word) for word in argv], ignore_failure
+
+
+def _sandbox_properties(sandbox: Sandbox) -> list[tuple[str, tuple[str, Any]]]:
+    props: list[tuple[str, tuple[str, Any]]] = []
+    for name, (prop, signature) in _SANDBOX_PLAIN.items():
+        value = getattr(sandbox, name)
+        if signature == "b" or value:  # every boolean, yes or no; strings and lists only when set
+            props.append((prop, (signature, list(value) if signature == "as" else value)))
+    if sandbox.restrict_namespaces:
+        props.append(("RestrictNamespaces", ("t", 0)))  # the namespace kinds allowed: none
+    if sandbox.system_call_filter:
+        props.append(("SystemCallFilter", ("(bas)", (True, list(sandbox.system_call_filter)))))
+    if sandbox.system_call_deny:  # after the allow list: removes from it, as a second line in a unit file
+        props.append(("SystemCallFilter", ("(bas)", (False, list(sandbox.system_call_deny)))))
+    if sandbox.system_call_error_number:
+        props.append(("SystemCallErrorNumber", ("i", sandbox.system_call_error_number)))
+    if sandbox.restrict_address_families:
+        props.append(("RestrictAddressFamilies", ("(bas)", (True, list(sandbox.restrict_address_families)))))
+    if sandbox.capability_bounding_set is not None:
+        props.append(("CapabilityBoundingSet", ("t", capability_mask(sandbox.capability_bounding_set))))
+    if sandbox.ambient_capabilities is not None:
+        props.append(("AmbientCapabilities", ("t", capability_mask(sandbox.ambient_capabilities))))
+    if sandbox.device_allow:
+        props.append(("DeviceAllow", ("a(ss)", [tuple(entry) for entry in sandbox.device_allow])))
+    if sandbox.umask is not None:
+        props.append(("UMask", ("u", sandbox.umask)))
+    return props
+
+
+def transient_properties(spec: UnitSpec) -> list[tuple[str, tuple[str, Any]]]:
+    """StartTransientUnit's a(sv) for `spec` (org.freedesktop.systemd1(5) gives each property's type)."""
     props: list[tuple[str, tuple[str, Any]]] = [
         ("Description", ("s", spec.description)),
-        ("ExecStart", ("a(sasb)", [(spec.argv[0], list(spec.argv), False)])),
+        ("ExecStart", ("a(sasb)", [_command(spec.argv[0], spec.argv, False)])),
         ("Type", ("s", spec.service_type)),
         ("Restart", ("s", spec.restart)),
     ]
@@ -62,6 +132,26 @@ def _properties(spec: UnitSpec) -> list[tuple[str, tuple[str, Any]]]:
         props.append(("WorkingDirectory", ("s", spec.working_directory)))
     if spec.timeout_stop_s > 0:
         props.append(("TimeoutStopUSec", ("t", round(spec.timeout_stop_s * 1_000_000))))
+    for prop, commands in (("ExecStartPre", spec.exec_start_pre), ("ExecStopPost", spec.exec_stop_post)):
+        if commands:
+            props.append((prop, ("a(sasb)", [_command(*exec_command(c)) for c in commands])))
+    if spec.user:
+        props.append(("User", ("s", spec.user)))
+    if spec.dynamic_user:
+        props.append(("DynamicUser", ("b", True)))
+    if spec.supplementary_groups:
+        props.append(("SupplementaryGroups", ("as", list(spec.supplementary_groups))))
+    if spec.limit_memlock:  # the hard limit, then the soft one (systemd-run sends both for LimitMEMLOCK=)
+        limit = rlimit_bytes(spec.limit_memlock)
+        props += [("LimitMEMLOCK", ("t", limit)), ("LimitMEMLOCKSoft", ("t", limit))]
+    if spec.cache_directory:
+        props.append(("CacheDirectory", ("as", list(spec.cache_directory))))
+    if spec.state_directory:
+        props.append(("StateDirectory", ("as", list(spec.state_directory))))
+    if spec.joins_namespace_of:
+        props.append(("JoinsNamespaceOf", ("as", list(spec.joins_namespace_of))))
+    if spec.sandbox is not None:
+        props += _sandbox_properties(spec.sandbox)
     return props
 
 
@@ -146,7 +236,9 @@ class DbusSystemd:
 
     async def start(self, spec: UnitSpec) -> None:
         """Starts a transient service unit (fails if one of that name is loaded)."""
-        await self._call(_MANAGER, "StartTransientUnit", "ssa(sv)a(sa(sv))", (spec.name, "fail", _properties(spec), []))
+        await self._call(
+            _MANAGER, "StartTransientUnit", "ssa(sv)a(sa(sv))", (spec.name, "fail", transient_properties(spec), [])
+        )
 
     async def stop(self, name: str) -> None:
         """Stops a unit; a unit that is not loaded is already stopped."""

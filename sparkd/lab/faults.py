@@ -13,7 +13,8 @@ sparkd, so sparkd's launch plan is the same in the lab as in production.
 
 A fault file is one JSON object of at most MAX_FAULT_BYTES:
 
-    {"mode": "crash"}                    exit CRASH_EXIT_STATUS at once, after an ERROR line; the file is removed
+    {"mode": "crash"}                    exit CRASH_EXIT_STATUS at once, after an ERROR line (a rank started after
+                                         the file was written ignores it: one crash; removed where writable)
     {"mode": "wedge"}                    /health stays 200, completions hang, token counters stop (until cleared)
     {"mode": "slow_start", "seconds": 20} sleep that long before the rendezvous, at every start
     {"mode": "crash_on_start"}           exit CRASH_ON_START_EXIT_STATUS at every start, until cleared

@@ -16,6 +16,11 @@ from pathlib import Path
 
 #: Versions a lab node reports by default (framework-facts.md's current vLLM and Ray; NCCL as recorded on Sparks).
 LAB_FRAMEWORK_VERSIONS = {"vllm": "0.33.0", "torch": "2.13.0", "ray": "2.60.0", "nvidia-nccl-cu13": "2.28.9"}
+#: The versions of the SGLang and TensorRT-LLM lab environments (framework-facts.md's current releases).
+LAB_SGLANG_VERSIONS = {"sglang": "0.5.23", "torch": "2.13.0", "nvidia-nccl-cu13": "2.28.9"}
+LAB_TRTLLM_VERSIONS = {"tensorrt-llm": "1.2.1", "torch": "2.13.0", "nvidia-nccl-cu13": "2.28.9"}
+#: Each lab framework environment (a directory under LAB_DIR/frameworks) and its packages.
+LAB_FRAMEWORK_VENVS = {"vllm": LAB_FRAMEWORK_VERSIONS, "sglang": LAB_SGLANG_VERSIONS, "trtllm": LAB_TRTLLM_VERSIONS}
 #: The stand-in's bytes: the same on every lab node, so the nodes agree on the NCCL hash.
 NCCL_STAND_IN = b"sparkd lab stand-in for libnccl.so.2 (not a real NCCL library)\n"
 PYTHON = "python3.12"
@@ -45,3 +50,11 @@ def write_lab_framework_versions(venv: Path, versions: dict[str, str], *, nccl: 
     # A lab stand-in: a few bytes named like the library, so the hash is compared as on real nodes.
     if not library.exists() or library.read_bytes() != nccl:
         library.write_bytes(nccl)
+
+
+def write_lab_framework_venvs(root: Path, frameworks_dir: str) -> None:
+    """Makes every lab framework environment (`LAB_FRAMEWORK_VENVS`) look installed under the sysroot `root`:
+    `<root>/<frameworks_dir>/{vllm,sglang,trtllm}`, where `frameworks_dir` is a host path such as
+    `/var/lib/sparkd-lab/frameworks` (its stand-in wrappers' `bin/` beside them)."""
+    for name, versions in LAB_FRAMEWORK_VENVS.items():
+        write_lab_framework_versions(root / frameworks_dir.lstrip("/") / name, versions)

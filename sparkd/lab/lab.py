@@ -11,6 +11,7 @@ import json
 import os
 import shlex
 import shutil
+import stat
 import sys
 import threading
 import time
@@ -23,6 +24,7 @@ from typing import TypeVar
 from sparkctl_client.client import Client, ClientError
 from sparkd.host.systemd import DbusSystemd
 from sparkd.lab import faults, fixtures, sandbox, topology
+from sparkd.lab.frameworks import write_lab_framework_venvs
 from sparkd.model.deployment import unit_name
 from sparkd.model.unit import UnitSpec
 from sparkd.v1 import host_service_pb2, node_service_pb2, peer_pb2, peer_service_pb2
@@ -31,11 +33,18 @@ T = TypeVar("T")
 LAB_DIR = Path(os.environ.get("SPARKD_LAB_DIR", "/var/lib/sparkd-lab"))
 STATE = LAB_DIR / "lab.json"
 STANDIN = """#!/bin/sh
-# sparkd lab stand-in for vLLM (sparkd/lab/standins/vllm.py); not the real vLLM.
+# sparkd lab stand-in for {what} (sparkd/lab/standins/{module}.py); not the real {what}.
 # Its fault switches (`sparkd lab fault`, docs/lab.md) are files under $SPARKD_LAB_FAULTS_DIR.
 export {faults_env}={faults}
-exec {python} -m sparkd.lab.standins.vllm "$@"
+{pythonpath}exec {python} -m sparkd.lab.standins.{module} {command}"$@"
 """
+#: The stand-in wrappers under LAB_DIR/frameworks: path -> (framework, module, leading argument).
+STANDINS = {
+    "vllm/bin/vllm": ("vLLM", "vllm", ""),
+    "sglang/bin/sglang": ("SGLang", "sglang", ""),
+    "trtllm/bin/trtllm-serve": ("TensorRT-LLM", "trtllm", "serve "),
+    "trtllm/bin/trtllm-llmapi-launch": ("TensorRT-LLM", "trtllm", "launch "),
+}
 #: The largest deployment record the lab reads (sparkd.engine.store.MAX_RECORD_BYTES, its writer's bound).
 MAX_RECORD_BYTES = 256 * 1024
 
@@ -92,6 +101,8 @@ name = "{node}"
 
 [frameworks]
 vllm_venv = "{LAB_DIR / "frameworks/vllm"}"
+sglang_venv = "{LAB_DIR / "frameworks/sglang"}"
+trtllm_venv = "{LAB_DIR / "frameworks/trtllm"}"
 
 [units]
 network_namespace_path = "/run/netns/{node}"
@@ -101,14 +112,49 @@ nvml_fixture = "{fixtures.NVML_FIXTURE}"
 """
 
 
+def _world_runnable(path: Path) -> bool:
+    """Whether a user other than root can run `path` (every directory above it searchable by others)."""
+    real = path.resolve()
+    return all(p.stat().st_mode & stat.S_IXOTH for p in (real, *real.parents))
+
+
+def standin_python() -> tuple[str, str]:
+    """The interpreter the stand-ins run with, and the PYTHONPATH it needs ("" for none).
+
+    Deployment units run as a non-root (dynamic) user, which cannot run a Python under a root-only
+    directory (pyenv's under /root is 0700): then the distribution's python3.X of the same version runs
+    the stand-ins, with this environment's site-packages and the sparkd checkout on its path."""
+    if _world_runnable(Path(sys.executable)):
+        return sys.executable, ""
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    system = Path("/usr/bin") / version
+    if not system.exists() or not _world_runnable(system):
+        raise LabError(
+            f"the lab's deployment units run as a non-root user, who cannot run {sys.executable}; "
+            f"install {version} (apt-get install {version}) or make a virtual environment from a Python others can run"
+        )
+    site = [p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix)]
+    checkout = str(Path(__file__).resolve().parents[2])
+    return str(system), ":".join([checkout, *site])
+
+
 def _write_standins() -> None:
-    vllm = LAB_DIR / "frameworks/vllm/bin/vllm"
-    vllm.parent.mkdir(parents=True, exist_ok=True)
     faults_dir = shlex.quote(str(faults.faults_dir(LAB_DIR)))
-    vllm.write_text(
-        STANDIN.format(python=shlex.quote(sys.executable), faults_env=faults.FAULTS_DIR_ENV, faults=faults_dir)
-    )
-    vllm.chmod(0o755)
+    python, pythonpath = standin_python()
+    for path, (what, module, command) in STANDINS.items():
+        wrapper = LAB_DIR / "frameworks" / path
+        wrapper.parent.mkdir(parents=True, exist_ok=True)
+        text = STANDIN.format(
+            what=what,
+            module=module,
+            command=command,
+            python=shlex.quote(python),
+            pythonpath=f"export PYTHONPATH={shlex.quote(pythonpath)}\n" if pythonpath else "",
+            faults_env=faults.FAULTS_DIR_ENV,
+            faults=faults_dir,
+        )
+        wrapper.write_text(text)
+        wrapper.chmod(0o755)
 
 
 def _daemon_unit_spec(node: str) -> UnitSpec:
@@ -183,6 +229,7 @@ def up(
     _write_standins()
     for index, node in enumerate(state.nodes):
         fixtures.write_node_fixtures(sysroot(node), index, str(LAB_DIR / "frameworks/vllm"))
+        write_lab_framework_venvs(sysroot(node), str(LAB_DIR / "frameworks"))
         (node_dir(node) / "sparkd.toml").write_text(_config(node))
         state.units.append(daemon_unit(node))
         state.save()

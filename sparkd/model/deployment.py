@@ -28,9 +28,29 @@ class DeploymentState(Enum):
     UNHEALTHY = "UNHEALTHY"
 
 
+class LaunchMode(Enum):
+    """How a framework with several multi-node launchers is started (vLLM: native or on Ray)."""
+
+    NATIVE = "native"
+    RAY = "ray"
+
+
 #: The rendezvous ports (--master-port) the head hands out, one per deployment.
 RENDEZVOUS_PORTS = range(29501, 29565)
 KV_CACHE_DTYPES = ("auto", "fp8", "bf16")  # vLLM 0.33 --kv-cache-dtype: auto, fp8, bfloat16
+#: Speculative decoding methods, in sparkd's words (each launcher translates them, or refuses).
+SPECULATIVE_METHODS = ("draft_model", "eagle", "eagle3", "ngram", "mtp")
+
+
+@dataclass(frozen=True)
+class Speculative:
+    """Speculative decoding: the method, its draft model and how many tokens it drafts."""
+
+    method: str  # one of SPECULATIVE_METHODS
+    model: str = ""  # the draft model's directory ("" for ngram and mtp)
+    tokens: int = 0  # draft tokens per step (vLLM num_speculative_tokens, SGLang --speculative-num-draft-tokens)
+    steps: int = 0  # SGLang only: --speculative-num-steps (0: unset)
+    topk: int = 0  # SGLang only: --speculative-eagle-topk (0: unset)
 
 
 @dataclass(frozen=True)
@@ -41,6 +61,22 @@ class EngineOptions:
     concurrency: int | None = None  # sequences at full context; the plan counts None as 1
     memory_fraction: float | None = None  # None: the framework's default (vLLM 0.33: 0.92)
     kv_cache_dtype: str = "auto"
+    max_batched_tokens: int | None = None  # tokens per scheduler step (vLLM --max-num-batched-tokens, ...)
+    quantization: str = ""  # "": the checkpoint's own (pre-quantized checkpoints say it in their config)
+    chunked_prefill: bool | None = None  # None: the framework's default
+    speculative: Speculative | None = None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where the framework comes from: a native environment (the default) or a container image."""
+
+    image: str = ""  # a container image reference; "" runs natively
+    venv: str = ""  # native: the framework's environment; "" takes the config's (frameworks.<name>_venv)
+
+    @property
+    def container(self) -> bool:
+        return bool(self.image)
 
 
 @dataclass(frozen=True)
@@ -55,6 +91,11 @@ class DeploymentSpec:
     tensor: int
     port: int = 8000
     engine: EngineOptions = EngineOptions()
+    mode: LaunchMode = LaunchMode.NATIVE
+    runtime: Runtime = Runtime()
+    extra_args: tuple[str, ...] = ()  # appended to the framework's own arguments, on every rank
+    env: tuple[tuple[str, str], ...] = ()  # extra environment, sorted by name
+    command: tuple[str, ...] = ()  # framework `command` only: the argv, with {placeholders}
 
     @property
     def world_size(self) -> int:
@@ -71,26 +112,41 @@ class Assignment:
     master_port: int
 
 
-def unit_name(deployment: str, rank: int) -> str:
-    """The unit of a deployment's rank; unique across the cluster (and in the lab's one systemd).
+#: Units of a rank besides its main one: "ray" is the Ray node under the head's `vllm serve`.
+UNIT_ROLES = ("ray",)
 
-    Always derived from a validated deployment name and a rank, never read from disk or a peer.
+
+def unit_name(deployment: str, rank: int, role: str = "") -> str:
+    """The unit of a deployment's rank (and role); unique across the cluster (and in the lab's one systemd).
+
+    Always derived from a validated deployment name, a rank and a role of UNIT_ROLES, never read from
+    disk or a peer.
     """
-    return f"sparkd-{deployment}-rank{rank}.service"
+    return f"sparkd-{deployment}-rank{rank}{'-' + role if role else ''}.service"
+
+
+def part_units(spec: DeploymentSpec, rank: int) -> tuple[str, ...]:
+    """Every unit of a rank's part, in start order (the main unit last): on Ray the head runs its Ray
+    node under `vllm serve`."""
+    roles = ("ray",) if spec.mode is LaunchMode.RAY and rank == 0 else ()
+    return tuple(unit_name(spec.name, rank, r) for r in roles) + (unit_name(spec.name, rank),)
 
 
 def unit_pattern(deployment: str) -> str:
-    """A glob for systemd matching every rank's unit of `deployment` on one node, and more: `*` also
+    """A glob for systemd matching every unit of `deployment` on one node, and more: `*` also
     matches "-", so deployment "a" would match "sparkd-a-rank1-rank0.service" of deployment "a-rank1".
     Filter the matches with `is_unit_of`."""
     return f"sparkd-{deployment}-rank*.service"
 
 
 def is_unit_of(deployment: str, unit: str) -> bool:
-    """Whether `unit` is exactly `unit_name(deployment, rank)` for some rank."""
+    """Whether `unit` is exactly `unit_name(deployment, rank, role)` for some rank and role."""
     prefix, suffix = f"sparkd-{deployment}-rank", ".service"
-    rank = unit[len(prefix) : -len(suffix)] if unit.startswith(prefix) and unit.endswith(suffix) else ""
-    return rank.isdecimal() and unit == unit_name(deployment, int(rank))
+    rest = unit[len(prefix) : -len(suffix)] if unit.startswith(prefix) and unit.endswith(suffix) else ""
+    rank, _, role = rest.partition("-")
+    if role and role not in UNIT_ROLES:
+        return False
+    return rank.isdecimal() and unit == unit_name(deployment, int(rank), role)
 
 
 @dataclass(frozen=True)
@@ -138,8 +194,13 @@ class DeploymentRecord:
 
     @property
     def unit(self) -> str:
-        """This node's unit for the deployment."""
+        """This node's main unit for the deployment (its rank's health)."""
         return unit_name(self.spec.name, self.assignment.rank)
+
+    @property
+    def units(self) -> tuple[str, ...]:
+        """Every unit of this node's part, in start order (the main unit last)."""
+        return part_units(self.spec, self.assignment.rank)
 
 
 @dataclass(frozen=True)

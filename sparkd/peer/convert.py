@@ -71,20 +71,54 @@ def state_from_proto(value: int) -> DeploymentState | None:
 
 
 def spec_to_proto(s: DeploymentSpec) -> deployment_pb2.DeploymentSpec:
-    return deployment_pb2.DeploymentSpec(
+    e = s.engine
+    engine = deployment_pb2.EngineOptions(
+        context_length=e.context_length or 0,
+        concurrency=e.concurrency or 0,
+        memory_fraction=e.memory_fraction or 0.0,
+        kv_cache_dtype=e.kv_cache_dtype,
+        max_batched_tokens=e.max_batched_tokens or 0,
+        quantization=e.quantization,
+    )
+    if e.chunked_prefill is not None:
+        engine.chunked_prefill = e.chunked_prefill
+    if (d := e.speculative) is not None:
+        engine.speculative.CopyFrom(
+            deployment_pb2.Speculative(method=d.method, model=d.model, tokens=d.tokens, steps=d.steps, topk=d.topk)
+        )
+    m = deployment_pb2.DeploymentSpec(
         name=s.name,
         framework=f"FRAMEWORK_{s.framework.name}",
         model=s.model,
         served_model_name=s.served_model_name,
         parallelism=deployment_pb2.Parallelism(pipeline=s.pipeline, tensor=s.tensor),
         port=s.port,
-        engine=deployment_pb2.EngineOptions(
-            context_length=s.engine.context_length or 0,
-            concurrency=s.engine.concurrency or 0,
-            memory_fraction=s.engine.memory_fraction or 0.0,
-            kv_cache_dtype=s.engine.kv_cache_dtype,
-        ),
+        engine=engine,
+        mode=f"LAUNCH_MODE_{s.mode.name}",
+        extra_args=s.extra_args,
+        env=dict(s.env),
+        command=s.command,
     )
+    if s.runtime.image or s.runtime.venv:
+        m.runtime.CopyFrom(deployment_pb2.Runtime(image=s.runtime.image, venv=s.runtime.venv))
+    return m
+
+
+def _engine_doc(e: deployment_pb2.EngineOptions) -> dict[str, Any]:
+    engine: dict[str, Any] = {"kv_cache_dtype": e.kv_cache_dtype or "auto"}
+    for key in ("context_length", "concurrency", "max_batched_tokens", "quantization"):
+        if getattr(e, key):
+            engine[key] = getattr(e, key)
+    if e.memory_fraction:
+        # float32 on the wire: round back to what the operator wrote (0.9, not 0.8999999762)
+        engine["memory_fraction"] = round(e.memory_fraction, 6)
+    if e.HasField("chunked_prefill"):
+        engine["chunked_prefill"] = e.chunked_prefill
+    if e.HasField("speculative"):
+        d = e.speculative
+        engine["speculative"] = {"method": d.method or None, "model": d.model}
+        engine["speculative"] |= {k: getattr(d, k) for k in ("tokens", "steps", "topk") if getattr(d, k)}
+    return engine
 
 
 def spec_from_proto(m: deployment_pb2.DeploymentSpec, prefix: str = "spec.") -> DeploymentSpec:
@@ -93,21 +127,22 @@ def spec_from_proto(m: deployment_pb2.DeploymentSpec, prefix: str = "spec.") -> 
     if m.framework:
         name = enum_name(deployment_pb2.Framework, m.framework, "FRAMEWORK_")
         doc["framework"] = Framework[name].value if name else f"<unknown enum value {m.framework}>"
+    if m.mode:
+        mode = enum_name(deployment_pb2.LaunchMode, m.mode, "LAUNCH_MODE_")
+        doc["mode"] = mode.lower() if mode else f"<unknown enum value {m.mode}>"
     if m.served_model_name:
         doc["served_model_name"] = m.served_model_name
     if m.HasField("parallelism"):
         doc["parallelism"] = {"pipeline": m.parallelism.pipeline, "tensor": m.parallelism.tensor}
     if m.HasField("engine"):
-        e = m.engine
-        engine: dict[str, Any] = {"kv_cache_dtype": e.kv_cache_dtype or "auto"}
-        if e.context_length:
-            engine["context_length"] = e.context_length
-        if e.concurrency:
-            engine["concurrency"] = e.concurrency
-        if e.memory_fraction:
-            # float32 on the wire: round back to what the operator wrote (0.9, not 0.8999999762)
-            engine["memory_fraction"] = round(e.memory_fraction, 6)
-        doc["engine"] = engine
+        doc["engine"] = _engine_doc(m.engine)
+    if m.HasField("runtime"):
+        doc["runtime"] = {k: getattr(m.runtime, k) for k in ("image", "venv") if getattr(m.runtime, k)}
+    for key in ("extra_args", "command"):
+        if getattr(m, key):
+            doc[key] = list(getattr(m, key))
+    if m.env:
+        doc["env"] = dict(m.env)
     try:
         return validate(doc)
     except InvalidSpec as e:

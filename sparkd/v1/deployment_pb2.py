@@ -25,29 +25,39 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asparkd/v1/deployment.proto\x12\tsparkd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"/\n\x0bParallelism\x12\x10\n\x08pipeline\x18\x01 \x01(\r\x12\x0e\n\x06tensor\x18\x02 \x01(\r\"\xd6\x01\n\x0e\x44\x65ploymentSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\tframework\x18\x02 \x01(\x0e\x32\x14.sparkd.v1.Framework\x12\r\n\x05model\x18\x03 \x01(\t\x12\x19\n\x11served_model_name\x18\x04 \x01(\t\x12+\n\x0bparallelism\x18\x05 \x01(\x0b\x32\x16.sparkd.v1.Parallelism\x12\x0c\n\x04port\x18\x06 \x01(\r\x12(\n\x06\x65ngine\x18\x07 \x01(\x0b\x32\x18.sparkd.v1.EngineOptions\"m\n\rEngineOptions\x12\x16\n\x0e\x63ontext_length\x18\x01 \x01(\r\x12\x13\n\x0b\x63oncurrency\x18\x02 \x01(\r\x12\x17\n\x0fmemory_fraction\x18\x03 \x01(\x02\x12\x16\n\x0ekv_cache_dtype\x18\x04 \x01(\t\"\x93\x01\n\x0e\x44\x65ploymentNode\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x19\n\x11unit_active_state\x18\x05 \x01(\t\x12\x0e\n\x06health\x18\x06 \x01(\t\x12\x16\n\x0enode_reachable\x18\x07 \x01(\x08\"\x87\x01\n\x07\x46\x61ilure\x12\x0c\n\x04rank\x18\x01 \x01(\r\x12\x11\n\tnode_name\x18\x02 \x01(\t\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\r\n\x05\x63\x61use\x18\x04 \x01(\t\x12\x14\n\x0cjournal_tail\x18\x05 \x03(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc5\x01\n\x0bSupervision\x12\x10\n\x08restarts\x18\x01 \x01(\r\x12\x17\n\x0f\x66\x61ilures_in_row\x18\x02 \x01(\r\x12\x14\n\x0cmax_failures\x18\x03 \x01(\r\x12\x14\n\x0c\x62reaker_open\x18\x04 \x01(\x08\x12(\n\x0clast_failure\x18\x05 \x01(\x0b\x32\x12.sparkd.v1.Failure\x12\x35\n\x11next_restart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9c\x02\n\nDeployment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x04spec\x18\x02 \x01(\x0b\x32\x19.sparkd.v1.DeploymentSpec\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.sparkd.v1.DeploymentState\x12\x0f\n\x07message\x18\x04 \x01(\t\x12(\n\x05nodes\x18\x05 \x03(\x0b\x32\x19.sparkd.v1.DeploymentNode\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x0bsupervision\x18\x07 \x01(\x0b\x32\x16.sparkd.v1.Supervision\x12\x13\n\x0bmaster_port\x18\x08 \x01(\r*}\n\tFramework\x12\x19\n\x15\x46RAMEWORK_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x46RAMEWORK_VLLM\x10\x01\x12\x14\n\x10\x46RAMEWORK_SGLANG\x10\x02\x12\x14\n\x10\x46RAMEWORK_TRTLLM\x10\x03\x12\x15\n\x11\x46RAMEWORK_COMMAND\x10\x04*\xe8\x01\n\x0f\x44\x65ploymentState\x12 \n\x1c\x44\x45PLOYMENT_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45PLOYMENT_STATE_PENDING\x10\x01\x12\x1d\n\x19\x44\x45PLOYMENT_STATE_STARTING\x10\x02\x12\x1a\n\x16\x44\x45PLOYMENT_STATE_READY\x10\x03\x12\x1b\n\x17\x44\x45PLOYMENT_STATE_FAILED\x10\x04\x12\x1d\n\x19\x44\x45PLOYMENT_STATE_STOPPING\x10\x05\x12\x1e\n\x1a\x44\x45PLOYMENT_STATE_UNHEALTHY\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asparkd/v1/deployment.proto\x12\tsparkd.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"/\n\x0bParallelism\x12\x10\n\x08pipeline\x18\x01 \x01(\r\x12\x0e\n\x06tensor\x18\x02 \x01(\r\"\xa2\x03\n\x0e\x44\x65ploymentSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\tframework\x18\x02 \x01(\x0e\x32\x14.sparkd.v1.Framework\x12\r\n\x05model\x18\x03 \x01(\t\x12\x19\n\x11served_model_name\x18\x04 \x01(\t\x12+\n\x0bparallelism\x18\x05 \x01(\x0b\x32\x16.sparkd.v1.Parallelism\x12\x0c\n\x04port\x18\x06 \x01(\r\x12(\n\x06\x65ngine\x18\x07 \x01(\x0b\x32\x18.sparkd.v1.EngineOptions\x12#\n\x04mode\x18\x08 \x01(\x0e\x32\x15.sparkd.v1.LaunchMode\x12#\n\x07runtime\x18\t \x01(\x0b\x32\x12.sparkd.v1.Runtime\x12\x12\n\nextra_args\x18\n \x03(\t\x12/\n\x03\x65nv\x18\x0b \x03(\x0b\x32\".sparkd.v1.DeploymentSpec.EnvEntry\x12\x0f\n\x07\x63ommand\x18\x0c \x03(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"&\n\x07Runtime\x12\r\n\x05image\x18\x01 \x01(\t\x12\x0c\n\x04venv\x18\x02 \x01(\t\"Y\n\x0bSpeculative\x12\x0e\n\x06method\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06tokens\x18\x03 \x01(\r\x12\r\n\x05steps\x18\x04 \x01(\r\x12\x0c\n\x04topk\x18\x05 \x01(\r\"\xfe\x01\n\rEngineOptions\x12\x16\n\x0e\x63ontext_length\x18\x01 \x01(\r\x12\x13\n\x0b\x63oncurrency\x18\x02 \x01(\r\x12\x17\n\x0fmemory_fraction\x18\x03 \x01(\x02\x12\x16\n\x0ekv_cache_dtype\x18\x04 \x01(\t\x12\x1a\n\x12max_batched_tokens\x18\x05 \x01(\r\x12\x14\n\x0cquantization\x18\x06 \x01(\t\x12\x1c\n\x0f\x63hunked_prefill\x18\x07 \x01(\x08H\x00\x88\x01\x01\x12+\n\x0bspeculative\x18\x08 \x01(\x0b\x32\x16.sparkd.v1.SpeculativeB\x12\n\x10_chunked_prefill\"\x93\x01\n\x0e\x44\x65ploymentNode\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x19\n\x11unit_active_state\x18\x05 \x01(\t\x12\x0e\n\x06health\x18\x06 \x01(\t\x12\x16\n\x0enode_reachable\x18\x07 \x01(\x08\"\x87\x01\n\x07\x46\x61ilure\x12\x0c\n\x04rank\x18\x01 \x01(\r\x12\x11\n\tnode_name\x18\x02 \x01(\t\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\r\n\x05\x63\x61use\x18\x04 \x01(\t\x12\x14\n\x0cjournal_tail\x18\x05 \x03(\t\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc5\x01\n\x0bSupervision\x12\x10\n\x08restarts\x18\x01 \x01(\r\x12\x17\n\x0f\x66\x61ilures_in_row\x18\x02 \x01(\r\x12\x14\n\x0cmax_failures\x18\x03 \x01(\r\x12\x14\n\x0c\x62reaker_open\x18\x04 \x01(\x08\x12(\n\x0clast_failure\x18\x05 \x01(\x0b\x32\x12.sparkd.v1.Failure\x12\x35\n\x11next_restart_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x9c\x02\n\nDeployment\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x04spec\x18\x02 \x01(\x0b\x32\x19.sparkd.v1.DeploymentSpec\x12)\n\x05state\x18\x03 \x01(\x0e\x32\x1a.sparkd.v1.DeploymentState\x12\x0f\n\x07message\x18\x04 \x01(\t\x12(\n\x05nodes\x18\x05 \x03(\x0b\x32\x19.sparkd.v1.DeploymentNode\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x0bsupervision\x18\x07 \x01(\x0b\x32\x16.sparkd.v1.Supervision\x12\x13\n\x0bmaster_port\x18\x08 \x01(\r*}\n\tFramework\x12\x19\n\x15\x46RAMEWORK_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x46RAMEWORK_VLLM\x10\x01\x12\x14\n\x10\x46RAMEWORK_SGLANG\x10\x02\x12\x14\n\x10\x46RAMEWORK_TRTLLM\x10\x03\x12\x15\n\x11\x46RAMEWORK_COMMAND\x10\x04*V\n\nLaunchMode\x12\x1b\n\x17LAUNCH_MODE_UNSPECIFIED\x10\x00\x12\x16\n\x12LAUNCH_MODE_NATIVE\x10\x01\x12\x13\n\x0fLAUNCH_MODE_RAY\x10\x02*\xe8\x01\n\x0f\x44\x65ploymentState\x12 \n\x1c\x44\x45PLOYMENT_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x44\x45PLOYMENT_STATE_PENDING\x10\x01\x12\x1d\n\x19\x44\x45PLOYMENT_STATE_STARTING\x10\x02\x12\x1a\n\x16\x44\x45PLOYMENT_STATE_READY\x10\x03\x12\x1b\n\x17\x44\x45PLOYMENT_STATE_FAILED\x10\x04\x12\x1d\n\x19\x44\x45PLOYMENT_STATE_STOPPING\x10\x05\x12\x1e\n\x1a\x44\x45PLOYMENT_STATE_UNHEALTHY\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sparkd.v1.deployment_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FRAMEWORK']._serialized_start=1226
-  _globals['_FRAMEWORK']._serialized_end=1351
-  _globals['_DEPLOYMENTSTATE']._serialized_start=1354
-  _globals['_DEPLOYMENTSTATE']._serialized_end=1586
+  _globals['_DEPLOYMENTSPEC_ENVENTRY']._loaded_options = None
+  _globals['_DEPLOYMENTSPEC_ENVENTRY']._serialized_options = b'8\001'
+  _globals['_FRAMEWORK']._serialized_start=1707
+  _globals['_FRAMEWORK']._serialized_end=1832
+  _globals['_LAUNCHMODE']._serialized_start=1834
+  _globals['_LAUNCHMODE']._serialized_end=1920
+  _globals['_DEPLOYMENTSTATE']._serialized_start=1923
+  _globals['_DEPLOYMENTSTATE']._serialized_end=2155
   _globals['_PARALLELISM']._serialized_start=74
   _globals['_PARALLELISM']._serialized_end=121
   _globals['_DEPLOYMENTSPEC']._serialized_start=124
-  _globals['_DEPLOYMENTSPEC']._serialized_end=338
-  _globals['_ENGINEOPTIONS']._serialized_start=340
-  _globals['_ENGINEOPTIONS']._serialized_end=449
-  _globals['_DEPLOYMENTNODE']._serialized_start=452
-  _globals['_DEPLOYMENTNODE']._serialized_end=599
-  _globals['_FAILURE']._serialized_start=602
-  _globals['_FAILURE']._serialized_end=737
-  _globals['_SUPERVISION']._serialized_start=740
-  _globals['_SUPERVISION']._serialized_end=937
-  _globals['_DEPLOYMENT']._serialized_start=940
-  _globals['_DEPLOYMENT']._serialized_end=1224
+  _globals['_DEPLOYMENTSPEC']._serialized_end=542
+  _globals['_DEPLOYMENTSPEC_ENVENTRY']._serialized_start=500
+  _globals['_DEPLOYMENTSPEC_ENVENTRY']._serialized_end=542
+  _globals['_RUNTIME']._serialized_start=544
+  _globals['_RUNTIME']._serialized_end=582
+  _globals['_SPECULATIVE']._serialized_start=584
+  _globals['_SPECULATIVE']._serialized_end=673
+  _globals['_ENGINEOPTIONS']._serialized_start=676
+  _globals['_ENGINEOPTIONS']._serialized_end=930
+  _globals['_DEPLOYMENTNODE']._serialized_start=933
+  _globals['_DEPLOYMENTNODE']._serialized_end=1080
+  _globals['_FAILURE']._serialized_start=1083
+  _globals['_FAILURE']._serialized_end=1218
+  _globals['_SUPERVISION']._serialized_start=1221
+  _globals['_SUPERVISION']._serialized_end=1418
+  _globals['_DEPLOYMENT']._serialized_start=1421
+  _globals['_DEPLOYMENT']._serialized_end=1705
 # @@protoc_insertion_point(module_scope)

@@ -18,6 +18,12 @@ class Framework(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FRAMEWORK_TRTLLM: _ClassVar[Framework]
     FRAMEWORK_COMMAND: _ClassVar[Framework]
 
+class LaunchMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LAUNCH_MODE_UNSPECIFIED: _ClassVar[LaunchMode]
+    LAUNCH_MODE_NATIVE: _ClassVar[LaunchMode]
+    LAUNCH_MODE_RAY: _ClassVar[LaunchMode]
+
 class DeploymentState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DEPLOYMENT_STATE_UNSPECIFIED: _ClassVar[DeploymentState]
@@ -32,6 +38,9 @@ FRAMEWORK_VLLM: Framework
 FRAMEWORK_SGLANG: Framework
 FRAMEWORK_TRTLLM: Framework
 FRAMEWORK_COMMAND: Framework
+LAUNCH_MODE_UNSPECIFIED: LaunchMode
+LAUNCH_MODE_NATIVE: LaunchMode
+LAUNCH_MODE_RAY: LaunchMode
 DEPLOYMENT_STATE_UNSPECIFIED: DeploymentState
 DEPLOYMENT_STATE_PENDING: DeploymentState
 DEPLOYMENT_STATE_STARTING: DeploymentState
@@ -49,7 +58,14 @@ class Parallelism(_message.Message):
     def __init__(self, pipeline: _Optional[int] = ..., tensor: _Optional[int] = ...) -> None: ...
 
 class DeploymentSpec(_message.Message):
-    __slots__ = ("name", "framework", "model", "served_model_name", "parallelism", "port", "engine")
+    __slots__ = ("name", "framework", "model", "served_model_name", "parallelism", "port", "engine", "mode", "runtime", "extra_args", "env", "command")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     FRAMEWORK_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +73,11 @@ class DeploymentSpec(_message.Message):
     PARALLELISM_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_ARGS_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_FIELD_NUMBER: _ClassVar[int]
     name: str
     framework: Framework
     model: str
@@ -64,19 +85,54 @@ class DeploymentSpec(_message.Message):
     parallelism: Parallelism
     port: int
     engine: EngineOptions
-    def __init__(self, name: _Optional[str] = ..., framework: _Optional[_Union[Framework, str]] = ..., model: _Optional[str] = ..., served_model_name: _Optional[str] = ..., parallelism: _Optional[_Union[Parallelism, _Mapping]] = ..., port: _Optional[int] = ..., engine: _Optional[_Union[EngineOptions, _Mapping]] = ...) -> None: ...
+    mode: LaunchMode
+    runtime: Runtime
+    extra_args: _containers.RepeatedScalarFieldContainer[str]
+    env: _containers.ScalarMap[str, str]
+    command: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., framework: _Optional[_Union[Framework, str]] = ..., model: _Optional[str] = ..., served_model_name: _Optional[str] = ..., parallelism: _Optional[_Union[Parallelism, _Mapping]] = ..., port: _Optional[int] = ..., engine: _Optional[_Union[EngineOptions, _Mapping]] = ..., mode: _Optional[_Union[LaunchMode, str]] = ..., runtime: _Optional[_Union[Runtime, _Mapping]] = ..., extra_args: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., command: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Runtime(_message.Message):
+    __slots__ = ("image", "venv")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    VENV_FIELD_NUMBER: _ClassVar[int]
+    image: str
+    venv: str
+    def __init__(self, image: _Optional[str] = ..., venv: _Optional[str] = ...) -> None: ...
+
+class Speculative(_message.Message):
+    __slots__ = ("method", "model", "tokens", "steps", "topk")
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    STEPS_FIELD_NUMBER: _ClassVar[int]
+    TOPK_FIELD_NUMBER: _ClassVar[int]
+    method: str
+    model: str
+    tokens: int
+    steps: int
+    topk: int
+    def __init__(self, method: _Optional[str] = ..., model: _Optional[str] = ..., tokens: _Optional[int] = ..., steps: _Optional[int] = ..., topk: _Optional[int] = ...) -> None: ...
 
 class EngineOptions(_message.Message):
-    __slots__ = ("context_length", "concurrency", "memory_fraction", "kv_cache_dtype")
+    __slots__ = ("context_length", "concurrency", "memory_fraction", "kv_cache_dtype", "max_batched_tokens", "quantization", "chunked_prefill", "speculative")
     CONTEXT_LENGTH_FIELD_NUMBER: _ClassVar[int]
     CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     MEMORY_FRACTION_FIELD_NUMBER: _ClassVar[int]
     KV_CACHE_DTYPE_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCHED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    QUANTIZATION_FIELD_NUMBER: _ClassVar[int]
+    CHUNKED_PREFILL_FIELD_NUMBER: _ClassVar[int]
+    SPECULATIVE_FIELD_NUMBER: _ClassVar[int]
     context_length: int
     concurrency: int
     memory_fraction: float
     kv_cache_dtype: str
-    def __init__(self, context_length: _Optional[int] = ..., concurrency: _Optional[int] = ..., memory_fraction: _Optional[float] = ..., kv_cache_dtype: _Optional[str] = ...) -> None: ...
+    max_batched_tokens: int
+    quantization: str
+    chunked_prefill: bool
+    speculative: Speculative
+    def __init__(self, context_length: _Optional[int] = ..., concurrency: _Optional[int] = ..., memory_fraction: _Optional[float] = ..., kv_cache_dtype: _Optional[str] = ..., max_batched_tokens: _Optional[int] = ..., quantization: _Optional[str] = ..., chunked_prefill: _Optional[bool] = ..., speculative: _Optional[_Union[Speculative, _Mapping]] = ...) -> None: ...
 
 class DeploymentNode(_message.Message):
     __slots__ = ("node_name", "rank", "address", "unit", "unit_active_state", "health", "node_reachable")

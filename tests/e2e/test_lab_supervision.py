@@ -5,6 +5,7 @@ Timings are printed, never asserted (benchmarks/supervision.py measures them ove
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -37,11 +38,18 @@ def fault(node: str, rank: int, mode: str) -> None:
 
 def ready_after(count: int, timeout: float = 90) -> dict[str, Any]:
     """Waits until demo is READY again after `count` restarts in all."""
-    return wait_for(  # type: ignore[no-any-return]
-        f"demo READY after restart {count}",
-        lambda: (d := demo_status())["state"] == "DEPLOYMENT_STATE_READY" and restarts() >= count and d,
-        timeout,
-    )
+    last: list[dict[str, Any]] = []
+
+    def ready() -> dict[str, Any] | None:
+        last[:] = [demo_status()]
+        ok = last[0]["state"] == "DEPLOYMENT_STATE_READY" and restarts() >= count
+        return last[0] if ok else None
+
+    try:
+        return wait_for(f"demo READY after restart {count}", ready, timeout)  # type: ignore[no-any-return]
+    except BaseException:
+        print("last status:", json.dumps(last[:1], indent=1)[:3000])
+        raise
 
 
 @pytest.fixture

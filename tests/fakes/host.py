@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from sparkd.errors import HostOperationFailed
 from sparkd.host.proc import SysrootProc
@@ -26,6 +27,7 @@ from sparkd.host.protocols import CommandResult, Host, HttpAnswer
 from sparkd.host.runner import SubprocessRunner
 from sparkd.host.sysfs import SysrootSysfs
 from sparkd.host.sysroot import Sysroot
+from sparkd.host.systemd import transient_properties
 from sparkd.lab import fixtures
 from sparkd.model.inventory import GpuInfo, LinkState
 from sparkd.model.unit import CLD_DUMPED, CLD_EXITED, CLD_KILLED, JournalLine, UnitSpec, UnitState
@@ -166,6 +168,7 @@ class FakeSystemd:
         self.delay = 0.0  # seconds every call takes (a slow D-Bus)
         self.journal = journal or FakeJournal()
         self.last_pid = 1000
+        self.started: list[UnitSpec] = []  # every spec given to start, in order, as given
 
     async def _wait(self, call: str) -> None:
         self.calls.append(call)
@@ -176,6 +179,7 @@ class FakeSystemd:
         await self._wait(f"start {spec.name}")
         if "\0" in spec.name or any("\0" in a for a in spec.argv):
             raise HostOperationFailed("D-Bus refuses NUL bytes in strings")
+        self.started.append(spec)
         unit = self.units.get(spec.name)
         if unit is not None and unit.active_state == "active":
             raise HostOperationFailed(f"systemd StartTransientUnit failed: unit {spec.name} already exists")
@@ -222,6 +226,11 @@ class FakeSystemd:
 
     async def close(self) -> None:
         pass
+
+    def bus_properties(self, name: str) -> dict[str, tuple[str, Any]]:
+        """What the real adapter would send StartTransientUnit for the unit now loaded as `name`: property
+        -> (D-Bus signature, value); a property sent twice (SystemCallFilter) keeps its last value."""
+        return dict(transient_properties(self.units[name].spec))
 
     def crash(self, name: str, status: int = 1) -> None:
         """The main process exits with `status` (not 0): the unit fails with result "exit-code"."""

@@ -101,7 +101,13 @@ def _scalar(field: FieldDescriptor) -> st.SearchStrategy[Any]:
 def messages(descriptor: Descriptor, cls: type[Message], depth: int = 0) -> st.SearchStrategy[Message]:
     """Messages of type `cls`: each field set or not, oneofs honoured (the last set wins, as on the wire)."""
     fields: dict[str, st.SearchStrategy[Any]] = {}
+    maps: dict[str, st.SearchStrategy[dict[Any, Any]]] = {}
     for field in descriptor.fields:
+        entry = field.message_type
+        if field.type == FieldDescriptor.TYPE_MESSAGE and entry is not None and entry.GetOptions().map_entry:
+            key, item = entry.fields_by_name["key"], entry.fields_by_name["value"]
+            maps[field.name] = st.dictionaries(_scalar(key), _scalar(item), max_size=4)
+            continue
         if field.type == FieldDescriptor.TYPE_MESSAGE:
             assert field.message_type is not None
             if depth >= 3 or field.message_type.full_name.startswith("google.protobuf."):
@@ -130,6 +136,9 @@ def messages(descriptor: Descriptor, cls: type[Message], depth: int = 0) -> st.S
                         container.append(item)
             else:
                 setattr(message, name, value)
+        for name, strategy in maps.items():
+            if draw(st.booleans()):
+                getattr(message, name).update(draw(strategy))
         return message
 
     return build()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from sparkd.config import FrameworksConfig
 from sparkd.engine.launch import LocalFacts, plan_unit
-from sparkd.errors import NotSupported
 from sparkd.lab.standins import vllm as standin
 from sparkd.model.deployment import Assignment, DeploymentSpec, Framework
 from sparkd.model.inventory import RdmaPort, Twins
@@ -19,7 +19,12 @@ SPEC = DeploymentSpec("demo", Framework.VLLM, "/models/demo", "demo", pipeline=2
 
 
 def facts(ip: str) -> LocalFacts:
-    return LocalFacts(host_ip=ip, twins=TWINS, vllm_venv="/opt/vllm", network_namespace_path="/run/netns/x")
+    return LocalFacts(
+        host_ip=ip,
+        twins=TWINS,
+        frameworks=FrameworksConfig(vllm_venv="/opt/vllm"),
+        network_namespace_path="/run/netns/x",
+    )
 
 
 def test_head_argv_and_env() -> None:
@@ -50,11 +55,9 @@ def test_head_argv_and_env() -> None:
         "--port",
         "8000",
     ]
-    assert unit.environment == {
+    assert {k: unit.environment[k] for k in ("VLLM_HOST_IP", "GLOO_SOCKET_IFNAME", "NCCL_IB_HCA")} == {
         "VLLM_HOST_IP": "192.168.100.1",
         "GLOO_SOCKET_IFNAME": "enp1s0f1np1",
-        "TP_SOCKET_IFNAME": "enp1s0f1np1",
-        "NCCL_SOCKET_IFNAME": "=enp1s0f1np1",
         "NCCL_IB_HCA": "=rocep1s0f1,roceP2p1s0f1",
     }
     assert unit.network_namespace_path == "/run/netns/x"
@@ -77,12 +80,6 @@ def test_standin_parser_refuses_unknown_flags() -> None:
     with pytest.raises(SystemExit) as e:
         standin.parser().parse_args(["serve", "/m", "--speculative-model", "/x"])
     assert e.value.code == 2
-
-
-def test_only_vllm_launches_for_now() -> None:
-    spec = DeploymentSpec("s", Framework.SGLANG, "/m", "s", 2, 1)
-    with pytest.raises(NotSupported):
-        plan_unit(spec, Assignment(0, 2, "192.168.100.1", 29501), facts("192.168.100.1"))
 
 
 def test_engine_options_become_flags_the_standin_accepts() -> None:

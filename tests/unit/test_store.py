@@ -59,8 +59,27 @@ def test_an_unreadable_record_is_moved_aside_and_reported(tmp_path: Path, conten
     assert s.load_all() == ([RECORD], [])
 
 
+def _format_3_spec(spec: DeploymentSpec) -> dict[str, object]:
+    """The spec as format 3 stored it: its dataclass fields of then."""
+    e = spec.engine
+    engine: dict[str, object] = {"context_length": e.context_length, "concurrency": e.concurrency}
+    engine |= {"memory_fraction": e.memory_fraction, "kv_cache_dtype": e.kv_cache_dtype}
+    return {
+        "name": spec.name,
+        "framework": spec.framework.value,
+        "model": spec.model,
+        "served_model_name": spec.served_model_name,
+        "pipeline": spec.pipeline,
+        "tensor": spec.tensor,
+        "port": spec.port,
+        "engine": engine,
+    }
+
+
 def _planted(tmp_path: Path, name: str, **changes: object) -> None:
     doc = json.loads((tmp_path / DIR / "demo.json").read_text())
+    if changes.get("format") in (1, 2, 3):
+        doc["spec"] = _format_3_spec(RECORD.spec)
     for dotted, value in changes.items():
         target = doc
         keys = dotted.split("__")
@@ -186,6 +205,7 @@ def test_a_format_2_record_reads_with_defaults(tmp_path: Path) -> None:
     path = tmp_path / DIR / "demo.json"
     doc = json.loads(path.read_text())
     doc["format"] = 2
+    doc["spec"] = _format_3_spec(RECORD.spec)
     del doc["supervision"], doc["spec"]["engine"]
     path.write_text(json.dumps(doc))
     assert s.load_all() == ([RECORD], [])

@@ -4,13 +4,26 @@ the transient properties, and the fake's supervision facts."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 from typing import Any
 
 import pytest
+from jeepney import new_method_call
+from jeepney.low_level import Message
 
 from sparkd.errors import HostOperationFailed
-from sparkd.host.systemd import DbusSystemd, _properties, unit_states
-from sparkd.model.unit import CLD_DUMPED, CLD_EXITED, CLD_KILLED, UnitSpec, UnitState
+from sparkd.host.systemd import _MANAGER, DbusSystemd, transient_properties, unit_states
+from sparkd.model.unit import (
+    CLD_DUMPED,
+    CLD_EXITED,
+    CLD_KILLED,
+    Sandbox,
+    UnitSpec,
+    UnitState,
+    capability_mask,
+    rlimit_bytes,
+)
 from tests.fakes.host import FakeSystemd
 
 UNIT = "sparkd-demo-rank0.service"
@@ -162,8 +175,8 @@ def test_stop_reads_no_service_properties() -> None:
 
 def test_timeout_stop_is_a_transient_property_in_microseconds() -> None:
     spec = UnitSpec(UNIT, ["/bin/true"], "demo")
-    assert "TimeoutStopUSec" not in dict(_properties(spec))
-    props = dict(_properties(UnitSpec(UNIT, ["/bin/true"], "demo", timeout_stop_s=2.5)))
+    assert "TimeoutStopUSec" not in dict(transient_properties(spec))
+    props = dict(transient_properties(UnitSpec(UNIT, ["/bin/true"], "demo", timeout_stop_s=2.5)))
     assert props["TimeoutStopUSec"] == ("t", 2_500_000)
 
 
@@ -198,3 +211,117 @@ def test_fake_systemd_gives_each_start_a_new_pid_and_records_how_it_ended() -> N
         assert (await systemd.journal.tail(UNIT, 2))[0].message.endswith("code=dumped, status=6/ABRT")
 
     asyncio.run(go())
+
+
+#: Every property a sandboxed native rank sends, with the type org.freedesktop.systemd1(5) gives it.
+SANDBOXED_SIGNATURES = {
+    "Description": "s", "ExecStart": "a(sasb)", "Type": "s", "Restart": "s", "Environment": "as",
+    "TimeoutStopUSec": "t", "ExecStartPre": "a(sasb)", "ExecStopPost": "a(sasb)", "User": "s",
+    "DynamicUser": "b", "SupplementaryGroups": "as", "LimitMEMLOCK": "t", "LimitMEMLOCKSoft": "t",
+    "CacheDirectory": "as", "JoinsNamespaceOf": "as", "NoNewPrivileges": "b", "ProtectSystem": "s",
+    "ProtectHome": "s", "PrivateTmp": "b", "PrivateDevices": "b", "PrivateNetwork": "b", "PrivateMounts": "b",
+    "ProtectKernelTunables": "b", "ProtectKernelModules": "b", "ProtectKernelLogs": "b",
+    "ProtectControlGroups": "b", "ProtectClock": "b", "ProtectHostname": "b", "RestrictRealtime": "b",
+    "RestrictSUIDSGID": "b", "LockPersonality": "b", "MemoryDenyWriteExecute": "b", "RemoveIPC": "b",
+    "ProtectProc": "s", "SystemCallArchitectures": "as", "DevicePolicy": "s", "InaccessiblePaths": "as",
+    "RestrictNamespaces": "t", "SystemCallFilter": "(bas)", "SystemCallErrorNumber": "i",
+    "RestrictAddressFamilies": "(bas)", "CapabilityBoundingSet": "t", "AmbientCapabilities": "t",
+    "DeviceAllow": "a(ss)", "UMask": "u",
+}  # fmt: skip
+
+
+def sandboxed(container: bool = False) -> UnitSpec:
+    from sparkd.config import FrameworksConfig
+    from sparkd.engine.sandbox import apply_sandbox, unit_sandbox
+
+    remove = ("-/usr/bin/docker", "rm", "--force", "sparkd-demo-rank0")
+    spec = UnitSpec(UNIT, ["/opt/vllm/bin/vllm", "serve"], "demo", {"A": "1"}, timeout_stop_s=30)
+    spec = dataclasses.replace(spec, exec_start_pre=(remove,), exec_stop_post=(remove,))
+    fields = unit_sandbox(FrameworksConfig(groups=("video",)), "demo", container)
+    return apply_sandbox(spec, fields, siblings=(UNIT, "sparkd-demo-rank0-ray.service"))
+
+
+def test_a_sandboxed_unit_reaches_dbus_with_systemds_types() -> None:
+    props = transient_properties(sandboxed())
+    assert {name: signature for name, (signature, _) in props} == SANDBOXED_SIGNATURES
+    assert [name for name, _ in props].count("SystemCallFilter") == 2  # the allow list, then the deny list
+    got = dict(props)
+    assert got["User"] == ("s", "sparkd-demo") and got["DynamicUser"] == ("b", True)
+    assert got["SupplementaryGroups"] == ("as", ["video"])
+    assert got["LimitMEMLOCK"] == got["LimitMEMLOCKSoft"] == ("t", 2**64 - 1)  # infinity, soft and hard
+    assert got["CacheDirectory"] == ("as", ["sparkd/demo"])
+    assert got["JoinsNamespaceOf"] == ("as", ["sparkd-demo-rank0-ray.service"])  # not itself
+    assert got["RestrictNamespaces"] == ("t", 0)  # no namespace kind allowed
+    assert got["CapabilityBoundingSet"] == got["AmbientCapabilities"] == ("t", 0)
+    assert got["PrivateDevices"] == got["MemoryDenyWriteExecute"] == ("b", False)  # the GPU, the JITs
+    assert got["DevicePolicy"] == ("s", "closed")
+    assert ("char-nvidia*", "rw") in got["DeviceAllow"][1]
+    assert got["UMask"] == ("u", 0o077) and got["SystemCallErrorNumber"] == ("i", 1)  # EPERM
+    filters = [value for name, value in props if name == "SystemCallFilter"]
+    assert filters == [("(bas)", (True, ["@system-service", "pidfd_getfd"])), ("(bas)", (False, ["@privileged"]))]
+    assert got["RestrictAddressFamilies"] == ("(bas)", (True, ["AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"]))
+    assert got["Environment"][1][:2] == ["HOME=/var/cache/sparkd/demo", "XDG_CACHE_HOME=/var/cache/sparkd/demo"]
+    remove = ("/usr/bin/docker", ["/usr/bin/docker", "rm", "--force", "sparkd-demo-rank0"], True)  # "-": ignore
+    assert got["ExecStartPre"] == got["ExecStopPost"] == ("a(sasb)", [remove])
+
+
+def test_the_whole_start_message_serialises_and_reads_back() -> None:
+    """jeepney checks every value against its signature while writing the message."""
+    for spec in (sandboxed(), sandboxed(container=True)):
+        body: tuple[Any, ...] = (spec.name, "fail", transient_properties(spec), [])
+        message = new_method_call(_MANAGER, "StartTransientUnit", "ssa(sv)a(sa(sv))", body)
+        back = Message.from_buffer(message.serialise(serial=1)).body
+        assert back[0] == spec.name and len(back[2]) == len(body[2])
+        for (name, (signature, value)), (name2, (signature2, value2)) in zip(body[2], back[2], strict=True):
+            assert (name, signature) == (name2, signature2)
+            assert json.dumps(value) == json.dumps(value2)  # tuples read back as lists
+
+
+def test_a_container_cli_gets_the_docker_group_and_no_device_nor_network() -> None:
+    got = dict(transient_properties(sandboxed(container=True)))
+    assert got["SupplementaryGroups"] == ("as", ["video", "docker"])
+    assert got["PrivateDevices"] == got["PrivateNetwork"] == got["MemoryDenyWriteExecute"] == ("b", True)
+    assert got["RestrictAddressFamilies"] == ("(bas)", (True, ["AF_UNIX"]))
+    assert "LimitMEMLOCK" not in got and "DeviceAllow" not in got
+
+
+def test_an_unsandboxed_unit_sends_only_what_it_did_before() -> None:
+    names = [name for name, _ in transient_properties(UnitSpec(UNIT, ["/bin/true"], "demo", {"A": "1"}))]
+    assert names == ["Description", "ExecStart", "Type", "Restart", "Environment"]
+
+
+def test_exec_arguments_are_literal_for_systemds_variable_expansion() -> None:
+    spec = UnitSpec(UNIT, ["/bin/sh", "-c", "echo $HOME ${A} $$"], "demo")
+    (_, (_, [(path, argv, ignore)])) = transient_properties(spec)[1]
+    assert (path, argv, ignore) == ("/bin/sh", ["/bin/sh", "-c", "echo $$HOME $${A} $$$$"], False)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [
+        ({"exec_start_pre": (("docker", "rm"),)}, "absolute path"),
+        ({"exec_stop_post": (("-", "/usr/bin/docker"),)}, "absolute path"),
+        ({"exec_stop_post": ((),)}, "at least its executable"),
+        ({"limit_memlock": "lots"}, "'infinity' or bytes"),
+        ({"cache_directory": ("/var/cache/x",)}, "relative"),
+        ({"cache_directory": ("sparkd/../..",)}, "relative"),
+    ],
+)
+def test_unit_specs_refuse_what_systemd_would(kwargs: dict[str, Any], words: str) -> None:
+    with pytest.raises(ValueError, match=words):
+        UnitSpec(UNIT, ["/bin/true"], "demo", **kwargs)
+
+
+def test_limits_and_capabilities_in_systemds_units() -> None:
+    assert [rlimit_bytes(v) for v in ("infinity", "64M", "8k", "1024")] == [2**64 - 1, 64 << 20, 8192, 1024]
+    assert capability_mask(["CAP_IPC_LOCK", "CAP_NET_RAW"]) == (1 << 14) | (1 << 13)
+    with pytest.raises(ValueError, match="unknown capabilities"):
+        Sandbox(capability_bounding_set=("CAP_EVERYTHING",))
+
+
+def test_fake_systemd_keeps_what_it_was_given() -> None:
+    systemd = FakeSystemd()
+    spec = sandboxed()
+    asyncio.run(systemd.start(spec))
+    assert systemd.started == [spec] and systemd.units[UNIT].spec.user == "sparkd-demo"
+    assert systemd.bus_properties(UNIT)["DynamicUser"] == ("b", True)

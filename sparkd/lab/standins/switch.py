@@ -4,6 +4,7 @@ rank's serving threads wait on `running`), start slowly, or fail every start."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -20,6 +21,7 @@ class Switch:
         self.running = threading.Event()  # set while not wedged
         self.running.set()
         self._last = ""  # what the last read found, so each change is logged once
+        self.started = time.time()  # a crash switch set before this start was meant for an earlier run
 
     def read(self) -> faults.Fault:
         """The current fault; no file, or a bad one (logged once per change), is no fault."""
@@ -55,13 +57,13 @@ class Switch:
     def poll(self) -> None:
         while True:
             fault = self.read()
-            if fault.mode == "crash":
+            if fault.mode == "crash" and self._set_since_start():
                 error("EngineCore died unexpectedly (lab fault switch crash)")
                 try:
                     assert self.path is not None
                     self.path.unlink()  # consumed: the next start runs normally
                 except OSError:
-                    pass
+                    pass  # a sandboxed rank cannot remove it: the restarted one ignores it (`_set_since_start`)
                 exit_now(faults.CRASH_EXIT_STATUS)
             if fault.mode == "wedge" and self.running.is_set():
                 self.running.clear()
@@ -71,7 +73,29 @@ class Switch:
                 log("wedge cleared (lab fault switch)")
             time.sleep(faults.POLL_SECONDS)
 
+    def _set_since_start(self) -> bool:
+        """Whether the switch was written after this process started: a crash is one-shot, and a rank
+        started after it (its restart) runs normally, whether or not the file could be removed."""
+        try:
+            return self.path is not None and self.path.stat().st_mtime >= self.started - 0.05
+        except OSError:
+            return False
+
     def start(self) -> None:
         if self.path is None:
             return
         threading.Thread(target=self.poll, name="fault-switch", daemon=True).start()
+
+
+def open_switch(served: str, rank: int) -> Switch:
+    """Starts the fault switch of `rank` of the deployment serving `served` (before anything slow, so that a
+    crash switch also ends a slow start) and applies the start-time faults."""
+    try:
+        path: Path | None = faults.fault_path(faults.standin_faults_dir(os.environ), served, rank)
+    except faults.FaultError as e:
+        log(f"no fault switch: {e}")
+        path = None
+    switch = Switch(path)
+    switch.start()
+    switch.at_start()
+    return switch
