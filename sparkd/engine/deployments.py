@@ -20,11 +20,13 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from sparkd.config import Config
+from sparkd.engine import ray_wait
 from sparkd.engine.cluster import Cluster
 from sparkd.engine.deployment_views import DeploymentViews
 from sparkd.engine.gates import Gates, Preflight
-from sparkd.engine.launch import LocalFacts, plan_units
+from sparkd.engine.launch import LocalFacts, plan_units, runtime_for
 from sparkd.engine.launchers import launcher_for
+from sparkd.engine.runtimes.container import container_name
 from sparkd.engine.store import BrokenRecord, DeploymentStore
 from sparkd.errors import AlreadyExists, InvalidSpec, NotFound, NotSupported, PeerUnavailable, PreconditionFailed
 from sparkd.events import EventBus
@@ -37,7 +39,6 @@ from sparkd.model.deployment import (
     DeploymentState,
     DeploymentStatus,
     Framework,
-    LaunchMode,
     NodePart,
     PartPlan,
     is_unit_of,
@@ -98,12 +99,6 @@ class DeploymentManager(DeploymentViews):
 
     @staticmethod
     def _check_launchable(spec: DeploymentSpec) -> None:
-        if spec.mode is LaunchMode.RAY:
-            raise NotSupported(
-                "vLLM on Ray is planned (`deploy plan`) but not launched yet: sparkd cannot wait for Ray's GPUs "
-                "yet; use the native mode (leave `mode` out)",
-                field="mode",
-            )
         if spec.framework is Framework.TRTLLM and spec.world_size > 1:
             raise NotSupported(
                 "TensorRT-LLM across nodes needs sparkd's MPI launch agent, which is not built yet; "
@@ -360,7 +355,13 @@ class DeploymentManager(DeploymentViews):
 
     async def wait_for(self, what: str, record: DeploymentRecord) -> None:
         """Waits for a framework's own start condition between the workers and the head's main unit."""
-        raise NotSupported(f"sparkd cannot wait for {what} yet", field="mode")
+        if what != "ray-gpus":
+            raise NotSupported(f"sparkd cannot wait for {what}", field="mode")
+        spec, a = record.spec, record.assignment
+        runtime = runtime_for(spec, await self.facts())
+        container = container_name(unit_name(spec.name, 0, "ray")) if spec.runtime.container else ""
+        argv = ray_wait.status_argv(runtime.executable("ray"), f"{a.master_addr}:{a.master_port}", container)
+        await ray_wait.wait_for_gpus(self.host.runner, argv, spec.world_size, spec.name)
 
     async def _start_local(
         self, spec: DeploymentSpec, assignment: Assignment, peers: tuple[str, ...] = (), roles: tuple[str, ...] = ()

@@ -32,6 +32,8 @@ _SYSTEMD = "org.freedesktop.systemd1"
 _MANAGER = DBusAddress("/org/freedesktop/systemd1", bus_name=_SYSTEMD, interface=f"{_SYSTEMD}.Manager")
 _SERVICE = f"{_SYSTEMD}.Service"
 
+#: How long `stop` waits for a unit to stop: a deployment rank's TimeoutStopSec= (30 s) and some.
+STOP_WAIT_S = 40.0
 #: The Service properties `states` reads, with their D-Bus types, and the UnitState field each fills.
 SERVICE_PROPERTIES: dict[str, tuple[str, str]] = {
     "MainPID": ("u", "main_pid"),
@@ -240,11 +242,19 @@ class DbusSystemd:
             _MANAGER, "StartTransientUnit", "ssa(sv)a(sa(sv))", (spec.name, "fail", transient_properties(spec), [])
         )
 
-    async def stop(self, name: str) -> None:
-        """Stops a unit; a unit that is not loaded is already stopped."""
+    async def stop(self, name: str, wait_s: float = STOP_WAIT_S) -> None:
+        """Stops a unit and waits (at most `wait_s`) until it has; a unit that is not loaded is already
+        stopped. One that ends failed (its process exited non-zero on its own while it was stopped: a rank
+        whose peer went first) is reset, so that no unit stays behind."""
         state = unit_states(await self._list([name]), {})[name]
         if state.load_state == "loaded" and state.active_state not in ("inactive", "failed"):
             await self._call(_MANAGER, "StopUnit", "ss", (name, "replace"))
+            deadline = asyncio.get_running_loop().time() + wait_s
+            while state.active_state not in ("inactive", "failed") and state.load_state == "loaded":
+                if asyncio.get_running_loop().time() > deadline:
+                    return  # still stopping (its TimeoutStopSec= runs out later); the caller reads its state
+                await asyncio.sleep(0.05)
+                state = unit_states(await self._list([name]), {})[name]
         if state.active_state == "failed":
             await self._call(_MANAGER, "ResetFailedUnit", "s", (name,))
 

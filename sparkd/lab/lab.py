@@ -45,6 +45,23 @@ STANDINS = {
     "trtllm/bin/trtllm-serve": ("TensorRT-LLM", "trtllm", "serve "),
     "trtllm/bin/trtllm-llmapi-launch": ("TensorRT-LLM", "trtllm", "launch "),
 }
+#: The wrapper of the REAL Ray CLI (vLLM on Ray: `ray start` units), under LAB_DIR/frameworks, and what it runs.
+RAY_WRAPPER = "vllm/bin/ray"
+RAY_CLI = """#!/bin/sh
+# sparkd lab wrapper for the real Ray CLI (ray.scripts.scripts:main), not a stand-in. Ray's workers inherit
+# this environment: the vLLM stand-in's stage actors (sparkd/lab/standins/vllm_ray.py) import sparkd from it
+# and read their fault switches under $SPARKD_LAB_FAULTS_DIR.
+export {faults_env}={faults}
+{pythonpath}exec {python} -c {code} "$@"
+"""
+RAY_MAIN = """import sys
+try:
+    from ray.scripts.scripts import main
+except ImportError as e:
+    sys.exit(f"sparkd lab: the Ray CLI needs ray (pip install ray==2.60.0): {e}")
+sys.argv[0] = "ray"
+sys.exit(main())
+"""
 #: The largest deployment record the lab reads (sparkd.engine.store.MAX_RECORD_BYTES, its writer's bound).
 MAX_RECORD_BYTES = 256 * 1024
 
@@ -139,20 +156,19 @@ def standin_python() -> tuple[str, str]:
 
 
 def _write_standins() -> None:
-    faults_dir = shlex.quote(str(faults.faults_dir(LAB_DIR)))
+    """The stand-ins' wrappers, and the real Ray CLI's, each run with the stand-ins' interpreter."""
     python, pythonpath = standin_python()
-    for path, (what, module, command) in STANDINS.items():
+    common = {
+        "python": shlex.quote(python),
+        "pythonpath": f"export PYTHONPATH={shlex.quote(pythonpath)}\n" if pythonpath else "",
+        "faults_env": faults.FAULTS_DIR_ENV,
+        "faults": shlex.quote(str(faults.faults_dir(LAB_DIR))),
+    }
+    wrappers = {path: STANDIN.format(what=w, module=m, command=c, **common) for path, (w, m, c) in STANDINS.items()}
+    wrappers[RAY_WRAPPER] = RAY_CLI.format(code=shlex.quote(RAY_MAIN), **common)
+    for path, text in wrappers.items():
         wrapper = LAB_DIR / "frameworks" / path
         wrapper.parent.mkdir(parents=True, exist_ok=True)
-        text = STANDIN.format(
-            what=what,
-            module=module,
-            command=command,
-            python=shlex.quote(python),
-            pythonpath=f"export PYTHONPATH={shlex.quote(pythonpath)}\n" if pythonpath else "",
-            faults_env=faults.FAULTS_DIR_ENV,
-            faults=faults_dir,
-        )
         wrapper.write_text(text)
         wrapper.chmod(0o755)
 

@@ -18,6 +18,7 @@ is just that.
 from __future__ import annotations
 
 import socket
+import subprocess
 
 from pyroute2 import IPRoute, NetNS, netns
 
@@ -113,10 +114,25 @@ def _switch(nodes: list[str]) -> None:
         _set_up(node, TWIN_A, TWIN_B)
 
 
+#: The management LAN has no DNS server: a lookup that leaves a node (for its resolv.conf's server, which is
+#: this machine's) is turned to the gateway, which refuses it at once (ICMP port unreachable, TCP reset),
+#: rather than waiting out the resolver's timeouts: torch's c10d names each peer socket by reverse lookup
+#: (10 s each), which a Spark's DNS or /etc/hosts answers.
+NO_DNS = f"""table ip sparklab_dns {{
+ chain pre {{
+  type nat hook prerouting priority dstnat;
+  udp dport 53 dnat to {MGMT_GATEWAY}
+  tcp dport 53 dnat to {MGMT_GATEWAY}
+ }}
+}}
+"""
+
+
 def _management(nodes: list[str]) -> None:
     """The management LAN: each node's mgmt0 on one bridge, the node's default route via the bridge."""
     _namespace(MGMT_NS)
     _bridge(MGMT_NS, MGMT_BRIDGE, MGMT_GATEWAY)
+    subprocess.run(["ip", "netns", "exec", MGMT_NS, "nft", "-f", "-"], input=NO_DNS, text=True, check=True)
     for i, node in enumerate(nodes, start=1):
         _veth(node, MGMT_IF, MGMT_NS, f"m{i}", f"sparklab-m{i}")
         _port(MGMT_NS, f"m{i}", MGMT_BRIDGE)

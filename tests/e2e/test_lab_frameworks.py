@@ -9,6 +9,7 @@ two lab nodes.
 from __future__ import annotations
 
 import json
+import subprocess
 
 import pytest
 
@@ -46,4 +47,9 @@ def test_example_deploys_ready_answers_through_the_head_and_leaves_no_unit(frame
     finally:
         down = client("spark1", "deploy", "down", name)
     assert down.returncode == 0, down.stderr
-    wait_for("no deployment unit after", lambda: units("sparkd-*-rank*.service") == [], timeout=60)
+    try:
+        wait_for("no deployment unit after", lambda: units("sparkd-*-rank*.service") == [], timeout=60)
+    except BaseException:
+        listing = subprocess.run(["systemctl", "list-units", "--all", "sparkd-*"], capture_output=True, text=True)
+        print("units left:", listing.stdout)
+        raise

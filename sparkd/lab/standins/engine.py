@@ -42,7 +42,8 @@ MAX_ITERATIONS = 1000
 
 
 class Stage(Protocol):
-    """A worker rank, as the head reaches it over the rendezvous connection."""
+    """A worker rank, as the head reaches it over the rendezvous connection (or a Ray stage actor,
+    vllm_ray.py: then rank 0 is one too, and the head process is no stage of its own)."""
 
     def ask(self, obj: dict[str, Any]) -> dict[str, Any]: ...
 
@@ -80,7 +81,7 @@ class Engine:
             t0 = time.monotonic()
             try:
                 self.switch.running.wait()
-                stages = [{"stage": 0, "host_ip": self.host_ip}]
+                stages = [] if 0 in self.workers else [{"stage": 0, "host_ip": self.host_ip}]
                 stages += [self.workers[rank].ask({"prompt": prompt}) for rank in sorted(self.workers)]
                 route = " -> ".join(f"stage {s['stage']} ({s['host_ip']})" for s in stages)
                 tokens = f"Hello from the sparkd lab: your prompt passed pipeline {route}.".split()

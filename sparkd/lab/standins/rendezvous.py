@@ -169,6 +169,8 @@ def _gloo(torch: Any, rank: int, world_size: int, addr: str, port: int, lport: i
     dist = importlib.import_module("torch.distributed")
     log(f"joining the gloo process group at tcp://{addr}:{port} as rank {rank} of {world_size} ({ifname})")
     t0 = time.monotonic()
+    if rank > 0:
+        _await_listener(addr, port)  # torch's store client backs off ~10 s after a refused first try
     try:
         dist.init_process_group(
             "gloo",
@@ -192,6 +194,17 @@ def _gloo(torch: Any, rank: int, world_size: int, addr: str, port: int, lport: i
         f"(all_reduce ok, broadcast ok) in {time.monotonic() - t0:.2f} s"
     )
     return got[2]
+
+
+def _await_listener(addr: str, port: int) -> None:
+    """Returns once something listens on addr:port (rank 0's TCP store), polling every 0.2 s."""
+    deadline = time.monotonic() + JOIN_TIMEOUT
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((addr, port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
 
 
 def _accept(listener: socket.socket, world_size: int, model: str, backend: str) -> Group:

@@ -17,6 +17,10 @@ Fault switches (`sparkd/lab/faults.py`, set with `sparkd lab fault`): each rank 
 (alive, `/health` 200, completions hang; a wedged worker stops answering the head), start slowly, or fail
 every start. Liveness between ranks is the connection itself, never an answer's timing: a wedged rank
 keeps its connection open, so a wedge stays silent, as a real one is.
+
+With `--distributed-executor-backend ray` the head joins a real Ray cluster instead (`vllm_ray.py`: a
+placement group, one stage actor per rank; no `--nnodes`, `--node-rank` nor `--headless`) and serves the
+same HTTP API; the worker nodes run `ray start`, no vLLM.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import os
 import socket
 import sys
 
-from sparkd.lab.standins import flags
+from sparkd.lab.standins import flags, vllm_ray
 from sparkd.lab.standins.console import fail, log
 from sparkd.lab.standins.engine import Engine
 from sparkd.lab.standins.rendezvous import RendezvousError, form, serve_stage
@@ -58,13 +62,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def check(args: argparse.Namespace) -> str:
-    if args.nnodes > 1 and args.distributed_executor_backend == "ray":
-        fail("nnodes > 1 can only be set when distributed executor backend is mp, uni or external_launcher")
-    if args.headless != (args.node_rank > 0):
-        fail("--headless is required on node-rank > 0 and not allowed on node-rank 0")
-    world = args.tensor_parallel_size * args.pipeline_parallel_size
-    if world != args.nnodes:
-        fail(f"tp x pp = {world} GPUs but {args.nnodes} nodes with 1 GPU each")
+    if args.distributed_executor_backend == "ray":
+        vllm_ray.check(args)  # the world is the Ray cluster's: its placement group says whether it fits
+    else:
+        if args.headless != (args.node_rank > 0):
+            fail("--headless is required on node-rank > 0 and not allowed on node-rank 0")
+        world = args.tensor_parallel_size * args.pipeline_parallel_size
+        if world != args.nnodes:
+            fail(f"tp x pp = {world} GPUs but {args.nnodes} nodes with 1 GPU each")
     host_ip = os.environ.get("VLLM_HOST_IP", "")
     for var in ("VLLM_HOST_IP", "GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME"):
         if not os.environ.get(var):
@@ -96,8 +101,12 @@ def run_head(args: argparse.Namespace, host_ip: str, switch: Switch) -> None:
         group = form(0, args.nnodes, args.master_addr, args.master_port, host_ip, args.model)
     except RendezvousError as e:
         fail(str(e))
-    name = args.served_model_name or args.model
-    engine = Engine(name, host_ip, group.workers, switch, "vllm")
+    serve(args, Engine(args.served_model_name or args.model, host_ip, group.workers, switch, "vllm"))
+
+
+def serve(args: argparse.Namespace, engine: Engine) -> None:
+    """The head's HTTP API (native or Ray mode alike), for ever."""
+    name = engine.name
     routes = {
         "/health": lambda: as_json(200, {}),
         "/v1/models": models(name, "vllm"),
@@ -114,7 +123,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     host_ip = check(args)
     switch = open_switch(args.served_model_name or args.model, args.node_rank)
-    if args.node_rank == 0:
+    if args.distributed_executor_backend == "ray":
+        serve(args, vllm_ray.ray_engine(args, host_ip, switch))
+    elif args.node_rank == 0:
         run_head(args, host_ip, switch)
     else:
         run_worker(args, host_ip, switch)
