@@ -79,6 +79,9 @@ class ApiConfig:
     socket: str = "/run/sparkd/sparkd.sock"
     ro_socket: str = "/run/sparkd/sparkd-ro.sock"
     socket_group: str = "sparkd"
+    # Where a deployment's OpenMPI launch agent asks for its planned remote ranks (any local user may
+    # connect; sparkd answers only a process of a TensorRT-LLM deployment's mpirun unit, by its cgroup).
+    agent_socket: str = "/run/sparkd-agent/agent.sock"
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ class FrameworksConfig:
     vllm_venv: str = "/opt/vllm"  # vLLM 0.33 (and Ray 2.60 for mode: ray)
     sglang_venv: str = "/opt/sglang"  # SGLang 0.5.23
     trtllm_venv: str = "/opt/trtllm"  # TensorRT-LLM 1.2.1 (mpirun is the distribution's /usr/bin/mpirun)
+    launch_agent: str = "/usr/lib/sparkd/sparkd-launch-agent"  # OpenMPI's plm_rsh_agent (no ssh)
     user: str = "dynamic"
     groups: tuple[str, ...] = ()
 
@@ -293,11 +297,12 @@ def parse(text: str, path: str = "<config>") -> Config:
     api = ApiConfig(
         socket=a.path_value("socket", ApiConfig.socket),
         ro_socket=a.path_value("ro_socket", ApiConfig.ro_socket),
+        agent_socket=a.path_value("agent_socket", ApiConfig.agent_socket),
         socket_group=a.label(
             "socket_group", ApiConfig.socket_group, GROUP_RE, "a group name: 1 to 32 letters, digits, '-' or '_'"
         ),
     )
-    for key in ("socket", "ro_socket"):
+    for key in ("socket", "ro_socket", "agent_socket"):
         value = getattr(api, key)
         if not value.startswith("/run/") or posixpath.dirname(value) == "/run":
             raise ConfigError(
@@ -305,6 +310,10 @@ def parse(text: str, path: str = "<config>") -> Config:
             )
     if api.socket == api.ro_socket:
         raise ConfigError(path, "api.ro_socket", "must differ from api.socket (the admin socket)")
+    if posixpath.dirname(api.agent_socket) in (posixpath.dirname(api.socket), posixpath.dirname(api.ro_socket)):
+        raise ConfigError(
+            path, "api.agent_socket", "must be in a directory of its own (deployment units cannot see /run/sparkd)"
+        )
     a.finish()
 
     p = root.sub("peer")
@@ -338,6 +347,7 @@ def parse(text: str, path: str = "<config>") -> Config:
         vllm_venv=f.path_value("vllm_venv", FrameworksConfig.vllm_venv),
         sglang_venv=f.path_value("sglang_venv", FrameworksConfig.sglang_venv),
         trtllm_venv=f.path_value("trtllm_venv", FrameworksConfig.trtllm_venv),
+        launch_agent=f.path_value("launch_agent", FrameworksConfig.launch_agent),
         user=_framework_user(f),
         groups=_framework_groups(f, api.socket_group),
     )
@@ -392,7 +402,7 @@ MAX_SOCKET_PATH_BYTES = 107
 
 def check_socket_paths(config: Config, path: str = "<config>") -> None:
     """The sockets' paths under the sysroot fit a unix socket address (also after `--sysroot`)."""
-    for key in ("socket", "ro_socket"):
+    for key in ("socket", "ro_socket", "agent_socket"):
         full = config.sysroot.rstrip("/") + getattr(config.api, key)
         if len(full.encode()) > MAX_SOCKET_PATH_BYTES:
             raise ConfigError(

@@ -15,6 +15,7 @@ from pathlib import Path
 import structlog
 
 from sparkd import __version__, identity
+from sparkd.api.agent_socket import AgentSocket
 from sparkd.api.deployments import DeploymentServicer
 from sparkd.api.events import EventServicer
 from sparkd.api.host import HostServicer
@@ -24,6 +25,7 @@ from sparkd.api.server import ApiServer, Servicers, build_server, serve_unix
 from sparkd.api.status import StatusServicer
 from sparkd.config import Config
 from sparkd.engine import versions
+from sparkd.engine.agent import LaunchAgentService
 from sparkd.engine.deployments import DeploymentManager
 from sparkd.engine.host import HostConfigurator
 from sparkd.engine.inventory import Inventory
@@ -132,6 +134,10 @@ class System:
             role=lambda: membership.role,
         )
         self.supervisor = Supervisor(self.deployments, policy)
+        agents = LaunchAgentService(
+            lambda: self.deployments.records, self.deployments.cluster, config.frameworks.launch_agent
+        )
+        self.agent_socket = AgentSocket(self.sysroot.path(config.api.agent_socket), agents, host.proc)
         self.peer = PeerStack(self.peers, host, self.deployments, self._twin_netdevs, discovery)
         self.loop = StateLoop(
             host, self.snapshot, self.bus, self.deployments.interests, self.deployments.refresh, intervals
@@ -164,6 +170,7 @@ class System:
             host_ip=str(self.config.node_address(self.membership.index).ip),
             twins=observed.twins,
             frameworks=self.config.frameworks,
+            agent_socket=str(self.sysroot.path(self.config.api.agent_socket)),
             network_namespace_path=self.config.units.network_namespace_path,
         )
 
@@ -208,6 +215,7 @@ class System:
         await serve_unix(admin, self.admin_socket, 0o660, self.config.api.socket_group)
         await serve_unix(ro, self.ro_socket, 0o666, self.config.api.socket_group)
         self._servers = [admin, ro]
+        await self.agent_socket.start()
         self.loop.start()
         self.supervisor.start()
         self.versions = await versions.collect(self.config.frameworks, self.host.files, self.snapshot)
@@ -226,6 +234,7 @@ class System:
         await self.loop.stop()
         await self.peer.stop()
         await asyncio.gather(*(s.grpc.stop(grace=2.0) for s in self._servers))
+        await self.agent_socket.stop()
         for path in (self.admin_socket, self.ro_socket):
             path.unlink(missing_ok=True)
         await self.host.systemd.close()

@@ -14,7 +14,12 @@ class Cluster(Protocol):
 
     def connected_workers(self) -> list[WorkerInfo]: ...
 
-    async def start_part(self, node_id: str, spec: DeploymentSpec, assignment: Assignment) -> str: ...
+    async def start_part(
+        self, node_id: str, spec: DeploymentSpec, assignment: Assignment, launch_command: str = ""
+    ) -> str:
+        """Starts a worker's part; `launch_command`: the orted command its TensorRT-LLM rank runs (from the
+        head's mpirun, through the launch agent)."""
+        ...
 
     async def stop_part(self, node_id: str, name: str) -> str: ...
 

@@ -8,6 +8,7 @@ last reports into a `Verdict` (`sparkd.engine.health`) and a `DeploymentStatus`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from sparkd.events import EventBus
 from sparkd.host.protocols import Host
 from sparkd.model.deployment import (
     DEAD_STATES,
+    WAITING,
     DeploymentRecord,
     DeploymentState,
     DeploymentStatus,
@@ -177,7 +179,15 @@ class DeploymentViews:
             state = self.snapshot.unit(unit)
             if state.load_state != "unknown" and state.active_state in DEAD_STATES:
                 return state
-        return self.snapshot.unit(record.unit)
+        main = self.snapshot.unit(record.unit)
+        if (
+            main.load_state == "not-found"
+            and record.assignment.rank > 0
+            and launcher_for(record.spec).order.workers_by_framework
+        ):
+            # Not started yet by the head's launcher (TensorRT-LLM's mpirun, through the launch agent).
+            return dataclasses.replace(main, active_state=WAITING, sub_state=WAITING)
+        return main
 
     def verdict(self, record: DeploymentRecord) -> health.Verdict:
         """The deployment's state from the latest evidence (`sparkd.engine.health`)."""

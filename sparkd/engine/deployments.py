@@ -24,8 +24,9 @@ from sparkd.engine import ray_wait
 from sparkd.engine.cluster import Cluster
 from sparkd.engine.deployment_views import DeploymentViews
 from sparkd.engine.gates import Gates, Preflight
-from sparkd.engine.launch import LocalFacts, plan_units, runtime_for
+from sparkd.engine.launch import LocalFacts, plan_remote_rank, plan_units, runtime_for
 from sparkd.engine.launchers import launcher_for
+from sparkd.engine.launchers.mpi import OrtedRefused
 from sparkd.engine.runtimes.container import container_name
 from sparkd.engine.store import BrokenRecord, DeploymentStore
 from sparkd.errors import AlreadyExists, InvalidSpec, NotFound, NotSupported, PeerUnavailable, PreconditionFailed
@@ -46,7 +47,7 @@ from sparkd.model.deployment import (
     unit_pattern,
 )
 from sparkd.model.observed import Snapshot
-from sparkd.model.unit import UnitState
+from sparkd.model.unit import UnitSpec, UnitState
 
 log = structlog.get_logger(__name__)
 
@@ -97,15 +98,6 @@ class DeploymentManager(DeploymentViews):
         if spec.port == self.config.peer.port:
             raise InvalidSpec.one("port", f"{spec.port} is this cluster's sparkd peer port (peer.port); choose another")
 
-    @staticmethod
-    def _check_launchable(spec: DeploymentSpec) -> None:
-        if spec.framework is Framework.TRTLLM and spec.world_size > 1:
-            raise NotSupported(
-                "TensorRT-LLM across nodes needs sparkd's MPI launch agent, which is not built yet; "
-                "run it on one node (parallelism 1 x 1) or use vllm or sglang",
-                field="framework",
-            )
-
     def _layout(self, spec: DeploymentSpec, facts: LocalFacts) -> tuple[NodePart, ...]:
         workers = sorted(self.cluster.connected_workers(), key=lambda w: w.index)
         if len(workers) + 1 < spec.world_size:
@@ -144,7 +136,6 @@ class DeploymentManager(DeploymentViews):
         first). The gates run without the lock (a first model manifest hashes for minutes: other deployments
         are not held up meanwhile); the name and its ports are reserved while they run."""
         self._check_creatable(spec)
-        self._check_launchable(spec)
         name = spec.name
         async with self.lock:
             if name in self._broken:
@@ -331,23 +322,46 @@ class DeploymentManager(DeploymentViews):
             plan = dataclasses.replace(plan, busy_ports=())
         return plan
 
-    async def start_part(self, spec: DeploymentSpec, assignment: Assignment) -> UnitState:
-        """Starts this worker's part, as the head asked through the peer API. Idempotent."""
+    async def start_part(self, spec: DeploymentSpec, assignment: Assignment, launch_command: str = "") -> UnitState:
+        """Starts this worker's part, as the head asked through the peer API. Idempotent. `launch_command`:
+        the orted that the head's TensorRT-LLM mpirun asked for, run as this rank's unit (checked here
+        again: `launchers.mpi`)."""
         if self.is_head:
             raise PreconditionFailed("the head starts its own part; only workers take parts from the peer API")
+        remote = None
+        if launch_command:
+            if spec.framework is not Framework.TRTLLM:
+                raise InvalidSpec.one("launch_command", "is for a TensorRT-LLM rank only")
+            try:
+                remote = plan_remote_rank(spec, assignment, await self.facts(), launch_command)
+            except OrtedRefused as e:
+                raise InvalidSpec.one("launch_command", str(e)) from None
         async with self.lock:
             old = self.records.get(spec.name)
             if old is not None and (old.spec, old.assignment) != (spec, assignment):
                 # The head re-assigned this deployment: the old part (maybe another rank) goes first.
                 await self._stop_units(old)
                 log.info("deployment.part_replaced", deployment=spec.name, unit=old.unit)
-            record = DeploymentRecord(spec, assignment, (), time.time())
-            self.store.save(record)
-            self.records[spec.name] = record
+            if old is None or (old.spec, old.assignment) != (spec, assignment):
+                record = DeploymentRecord(spec, assignment, (), time.time())
+                self.store.save(record)
+                self.records[spec.name] = record
             self._broken.pop(spec.name, None)
-            state = await self._start_local(spec, assignment)
+            if remote is not None:
+                state = await self._start_remote(remote)
+            else:
+                state = await self._start_local(spec, assignment)
             self.poke()
             return state
+
+    async def _start_remote(self, unit: UnitSpec) -> UnitState:
+        """A TensorRT-LLM rank for a new mpirun job: an orted still up from an earlier job goes first."""
+        await self.systemd.stop(unit.name)
+        await self.systemd.start(unit)
+        log.info("deployment.remote_rank_started", unit=unit.name, argv=" ".join(unit.argv)[:2000])
+        state = await self.systemd.state(unit.name)
+        self.remember_unit(state)
+        return state
 
     @staticmethod
     def _peers(record: DeploymentRecord) -> tuple[str, ...]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from sparkd.model.deployment import (
     DEAD_STATES,
+    WAITING,
     DeploymentRecord,
     DeploymentState,
     Failure,
@@ -169,6 +170,8 @@ def evaluate_worker(record: DeploymentRecord, own: UnitState, head: DeploymentSt
     nodes = (node,)
     if own.active_state == "unknown":
         return Verdict(DeploymentState.PENDING, f"waiting for the first observation of unit {record.unit}", nodes)
+    if own.active_state == WAITING:
+        return Verdict(DeploymentState.PENDING, f"waiting for the head's launcher to start unit {record.unit}", nodes)
     if not own.running:
         cause = _cause(own, own.active_state, record.unit)
         return Verdict(DeploymentState.FAILED, f"this node's rank {record.assignment.rank}: {cause}", nodes)

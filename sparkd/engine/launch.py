@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sparkd.config import FrameworksConfig
-from sparkd.engine.launchers import Launcher, Node, launcher_for
+from sparkd.engine.launchers import Launcher, Node, launcher_for, trtllm
+from sparkd.engine.launchers.base import RankUnit
 from sparkd.engine.launchers.interfaces import environment
 from sparkd.engine.runtimes import Runtime
 from sparkd.engine.runtimes.native import NativeRuntime
@@ -34,6 +35,7 @@ class LocalFacts:
     twins: Twins
     frameworks: FrameworksConfig = field(default_factory=FrameworksConfig)  # the venvs, and as whom units run
     network_namespace_path: str = ""
+    agent_socket: str = "/run/sparkd-agent/agent.sock"  # the launch agent's socket, as a unit sees the path
 
     def venv(self, framework: Framework) -> str:
         f = self.frameworks
@@ -65,10 +67,33 @@ def plan_units(
     addresses, rank 1 first (the head's plan needs them for TensorRT-LLM's mpirun)."""
     launcher = launcher_for(spec)
     runtime = runtime_for(spec, facts)
-    node = Node(facts.host_ip, facts.twins.a.netdev, environment(facts.host_ip, a.master_addr, facts.twins), peers)
+    node = _node(facts, a, peers)
+    return _units(spec, a, facts, launcher.units(spec, a, node, runtime.executable))
+
+
+def plan_remote_rank(spec: DeploymentSpec, a: Assignment, facts: LocalFacts, command: str) -> UnitSpec:
+    """A worker's TensorRT-LLM rank as the head's mpirun asked for it (through the launch agent); raises
+    OrtedRefused (a ValueError) for a command that is not an orted launch."""
+    runtime = runtime_for(spec, facts)
+    rank_unit = trtllm.LAUNCHER.remote_rank(a, command, _node(facts, a, ()), runtime.executable)
+    return _units(spec, a, facts, (rank_unit,))[0]
+
+
+def _node(facts: LocalFacts, a: Assignment, peers: tuple[str, ...]) -> Node:
+    env = environment(facts.host_ip, a.master_addr, facts.twins)
+    agent = facts.frameworks.launch_agent
+    return Node(facts.host_ip, facts.twins.a.netdev, env, peers, agent, facts.agent_socket)
+
+
+def _units(
+    spec: DeploymentSpec, a: Assignment, facts: LocalFacts, rank_units: tuple[RankUnit, ...]
+) -> tuple[UnitSpec, ...]:
+    launcher = launcher_for(spec)
+    runtime = runtime_for(spec, facts)
+    node_env = environment(facts.host_ip, a.master_addr, facts.twins)
     units = []
-    for rank_unit in launcher.units(spec, a, node, runtime.executable):
-        env = dict(node.environment)
+    for rank_unit in rank_units:
+        env = dict(node_env)
         env.update(dict(rank_unit.environment))
         env.update(dict(spec.env))
         role = f" ({rank_unit.role})" if rank_unit.role else ""

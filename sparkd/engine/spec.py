@@ -181,7 +181,7 @@ def validate(doc: Mapping[Any, Any]) -> DeploymentSpec:
         name=name if isinstance(name, str) and not _has(bad, "name") else "invalid",
         framework=framework,
         model=model if isinstance(model, str) and not _has(bad, "model") else "/invalid",
-        served_model_name=served if isinstance(served, str) and not _has(bad, "served_model_name") else "invalid",
+        served_model_name=served if isinstance(served, str) and not _has(bad, "served_model_name") else "",
         pipeline=sizes["pipeline"] or 1,
         tensor=sizes["tensor"] or 1,
         port=port if port is not None and not _has(bad, "port") else DEFAULT_PORT,
@@ -196,7 +196,9 @@ def validate(doc: Mapping[Any, Any]) -> DeploymentSpec:
     if bad:
         raise InvalidSpec(bad)
     if not isinstance(served, str):
-        spec = dataclasses.replace(spec, served_model_name=spec.name)
+        # trtllm-serve has no served-name option: it serves the model under the path it was given.
+        default = spec.model if framework is Framework.TRTLLM else spec.name
+        spec = dataclasses.replace(spec, served_model_name=default)
     return spec
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from sparkd.host.sysroot import Sysroot
 from sparkd.model.inventory import MemoryInfo
 
@@ -28,6 +31,34 @@ class SysrootProc:
         text = self.sysroot.read_text("/proc/meminfo")
         return parse_meminfo(text or "")
 
+    def unit_of(self, pid: int) -> str:
+        return unit_of_pid(pid)
+
     def kernel_release(self) -> str:
         text = self.sysroot.read_text("/proc/sys/kernel/osrelease")
         return (text or "").strip()
+
+
+_UNIT = re.compile(r"\A[A-Za-z0-9:_.@\\-]{1,255}\.service\Z")
+
+
+def unit_of_cgroup(text: str) -> str:
+    """The systemd service a process runs in, from its /proc/PID/cgroup ("" if none): the last path
+    component ending in .service of its cgroup v2 line (or v1's name=systemd one)."""
+    for line in text.splitlines():
+        hierarchy, _, path = line.partition(":")[2].partition(":")
+        if hierarchy not in ("", "name=systemd"):
+            continue
+        for part in reversed(path.split("/")):
+            if _UNIT.fullmatch(part):
+                return part
+    return ""
+
+
+def unit_of_pid(pid: int) -> str:
+    """The systemd service of process `pid`, from the machine's /proc (not the sysroot's: lab nodes share
+    the kernel, and a process's cgroup is the kernel's fact); "" if it has gone or is in none."""
+    try:
+        return unit_of_cgroup(Path(f"/proc/{int(pid)}/cgroup").read_text()[:65536])
+    except (OSError, ValueError):
+        return ""

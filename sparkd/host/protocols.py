@@ -77,6 +77,10 @@ class Proc(Protocol):
 
     def kernel_release(self) -> str: ...
 
+    def unit_of(self, pid: int) -> str:
+        """The systemd service process `pid` runs in, from its cgroup ("" if none)."""
+        ...
+
 
 class Netlink(Protocol):
     """rtnetlink in the daemon's network namespace: link state always comes from here."""

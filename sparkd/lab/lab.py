@@ -45,6 +45,12 @@ STANDINS = {
     "trtllm/bin/trtllm-serve": ("TensorRT-LLM", "trtllm", "serve "),
     "trtllm/bin/trtllm-llmapi-launch": ("TensorRT-LLM", "trtllm", "launch "),
 }
+#: sparkd's own OpenMPI launch agent (sparkd/launch_agent.py, the real one), as the lab's nodes run it.
+AGENT_WRAPPER = "sparkd/bin/sparkd-launch-agent"
+AGENT = """#!/bin/sh
+# sparkd's OpenMPI launch agent (sparkd/launch_agent.py), run with the lab's interpreter; not a stand-in.
+{pythonpath}exec {python} -m sparkd.launch_agent "$@"
+"""
 #: The wrapper of the REAL Ray CLI (vLLM on Ray: `ray start` units), under LAB_DIR/frameworks, and what it runs.
 RAY_WRAPPER = "vllm/bin/ray"
 RAY_CLI = """#!/bin/sh
@@ -120,6 +126,7 @@ name = "{node}"
 vllm_venv = "{LAB_DIR / "frameworks/vllm"}"
 sglang_venv = "{LAB_DIR / "frameworks/sglang"}"
 trtllm_venv = "{LAB_DIR / "frameworks/trtllm"}"
+launch_agent = "{LAB_DIR / "frameworks" / AGENT_WRAPPER}"
 
 [units]
 network_namespace_path = "/run/netns/{node}"
@@ -166,6 +173,7 @@ def _write_standins() -> None:
     }
     wrappers = {path: STANDIN.format(what=w, module=m, command=c, **common) for path, (w, m, c) in STANDINS.items()}
     wrappers[RAY_WRAPPER] = RAY_CLI.format(code=shlex.quote(RAY_MAIN), **common)
+    wrappers[AGENT_WRAPPER] = AGENT.format(**common)
     for path, text in wrappers.items():
         wrapper = LAB_DIR / "frameworks" / path
         wrapper.parent.mkdir(parents=True, exist_ok=True)

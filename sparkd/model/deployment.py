@@ -267,6 +267,8 @@ class PartReport:
 
 
 DEAD_STATES = frozenset({"failed", "inactive", "deactivating"})
+#: A rank's state while its unit waits for the framework's own launcher to start it (TensorRT-LLM's mpirun).
+WAITING = "waiting"
 
 
 @dataclass(frozen=True)

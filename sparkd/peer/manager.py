@@ -262,10 +262,15 @@ class PeerManager:
             for d in blocking(list(p.differences))
         ]
 
-    async def start_part(self, node_id: str, spec: DeploymentSpec, assignment: Assignment) -> str:
+    async def start_part(
+        self, node_id: str, spec: DeploymentSpec, assignment: Assignment, launch_command: str = ""
+    ) -> str:
         peer = self._connected(node_id)
         request = pb.StartPartRequest(
-            spec=convert.spec_to_proto(spec), assignment=convert.assignment_to_proto(assignment), epoch=peer.epoch
+            spec=convert.spec_to_proto(spec),
+            assignment=convert.assignment_to_proto(assignment),
+            epoch=peer.epoch,
+            launch_command=launch_command,
         )
         response = await self._call(peer, "StartPart", request, START_TIMEOUT_S)
         # Fresh evidence until the worker's next hello reports the unit itself.

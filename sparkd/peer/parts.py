@@ -62,7 +62,9 @@ def plan_from_proto(m: pb.PreparePartResponse, worker: WorkerInfo, name: str, ra
 
     expected = unit_name(name, rank)
     check(m.unit == expected, "unit", f"must be {expected}, got {shown(m.unit)}")
-    check(0 < len(m.argv) <= MAX_ARGV and all(len(a) <= MAX_ARG for a in m.argv), "argv", "too many or too long")
+    # Empty for a rank the framework's own launcher starts (a TensorRT-LLM worker, from the head's mpirun).
+    check(len(m.argv) <= MAX_ARGV, "argv", f"must be at most {MAX_ARGV} words, got {len(m.argv)}")
+    check(all(len(a) <= MAX_ARG for a in m.argv), "argv", f"every word must be at most {MAX_ARG} characters")
     check(len(m.environment) <= MAX_ENV, "environment", f"at most {MAX_ENV} variables")
     check(all(_ENV_NAME.fullmatch(k) and len(v) <= MAX_ARG for k, v in m.environment.items()), "environment", "bad")
     check(len(m.properties) <= MAX_PROPERTIES, "properties", f"at most {MAX_PROPERTIES}")
@@ -120,8 +122,10 @@ class PeerCluster:
     def consistency_blockers(self) -> list[str]:
         return self.peers.consistency_blockers()
 
-    async def start_part(self, node_id: str, spec: DeploymentSpec, assignment: Assignment) -> str:
-        return await self.peers.start_part(node_id, spec, assignment)
+    async def start_part(
+        self, node_id: str, spec: DeploymentSpec, assignment: Assignment, launch_command: str = ""
+    ) -> str:
+        return await self.peers.start_part(node_id, spec, assignment, launch_command)
 
     async def stop_part(self, node_id: str, name: str) -> str:
         return await self.peers.stop_part(node_id, name)

@@ -24,6 +24,7 @@ from typing import Protocol
 import grpc
 import structlog
 
+from sparkd.engine.launchers.mpi import MAX_COMMAND_BYTES
 from sparkd.engine.membership import Member, Membership
 from sparkd.engine.spec import validate_name
 from sparkd.errors import FieldViolation, InvalidSpec, PermissionDenied
@@ -48,7 +49,7 @@ MAX_LOG_LINES = 1000
 class LocalParts(Protocol):
     """What the peer service asks of this node's deployments (the engine's DeploymentManager)."""
 
-    async def start_part(self, spec: DeploymentSpec, assignment: Assignment) -> UnitState: ...
+    async def start_part(self, spec: DeploymentSpec, assignment: Assignment, launch_command: str = "") -> UnitState: ...
 
     async def stop_part(self, name: str) -> str: ...
 
@@ -114,7 +115,9 @@ class PeerServicer(pb_grpc.PeerServiceServicer):  # type: ignore[misc]
         spec = convert.spec_from_proto(request.spec)
         assignment = convert.assignment_from_proto(request.assignment, self.peers.head_address)
         check_assignment(assignment, spec)
-        state = await self.parts.start_part(spec, assignment)
+        if len(request.launch_command) > MAX_COMMAND_BYTES:
+            raise InvalidSpec.one("launch_command", f"must be at most {MAX_COMMAND_BYTES} bytes")
+        state = await self.parts.start_part(spec, assignment, request.launch_command)
         return pb.StartPartResponse(unit=state.name, unit_active_state=state.active_state)
 
     async def StopPart(self, request: pb.StopPartRequest, context: grpc.aio.ServicerContext) -> pb.StopPartResponse:

@@ -4,9 +4,10 @@ Two namespaces of this test's own, cabled by one veth pair (192.168.100.1 and .2
 node: a Ray node (`ray start --block` through the lab's wrapper of the real Ray CLI, as the lab's units run
 it) in a PID namespace of its own, so that stopping a node ends all its processes and nothing else; on the
 head, the stand-in (`vllm serve ... --distributed-executor-backend ray` through the lab's vllm wrapper) joins
-the head node's PID namespace, as it shares the head's machine. HTTP goes to 127.0.0.1 inside the head's
-namespace. Nothing here sends a packet from the root namespace; the finalizers kill every process (by PID)
-and remove the namespaces.
+the head node's PID namespace, as it shares the head's machine. Both run as an unprivileged user (nobody),
+as the lab's units run as a dynamic user. HTTP goes to 127.0.0.1 inside the head's namespace. Nothing here
+sends a packet from the root namespace; the finalizer kills every process (by PID) and removes the
+namespaces.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason=
 HEAD_IP, WORKER_IP = "192.168.100.1", "192.168.100.2"
 GCS_PORT, HTTP_PORT = 29501, 8010
 SERVED = "meta/demo-ray"
+#: The lab's deployment units run as a non-root (dynamic) user: so do the Ray nodes and the stand-in here.
+NOBODY = 65534
+AS_NOBODY = ["setpriv", "--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups"]
 #: What the test's Ray nodes get: small, no dashboard (head only: a worker refuses the flag), no usage stats.
 RAY_SMALL = ["--num-cpus", "1", "--object-store-memory", "200000000", "--disable-usage-stats"]
 # One HTTP request from inside a namespace: argv method, path, JSON body or "", timeout; prints status, body.
@@ -73,11 +77,21 @@ class Lab:
     def __init__(self, tmp: Path) -> None:
         tag = f"rtest{os.getpid() % 100000}"
         self.head_ns, self.worker_ns = f"{tag}-a", f"{tag}-b"
-        self.tmp, self.faults = tmp, tmp / "lab/faults"
-        self.bin = tmp / "lab/frameworks/vllm/bin"
+        self.tmp = tmp  # the logs
+        # What the units' user reads and writes, in a short path (Ray's unix sockets: 107 bytes at most):
+        # the lab directory (wrappers, faults), each node's Ray temp dir and HOME.
+        self.root = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
+        self.root.chmod(0o755)
+        self.lab_dir, self.faults = self.root / "lab", self.root / "lab/faults"
+        self.bin = self.lab_dir / "frameworks/vllm/bin"
+        # The head's Ray temp dir is <root>/ray, as /tmp/ray in the lab's units: RAY_TMPDIR=<root> finds it.
+        self.ray_tmp = {self.head_ns: self.root / "ray", self.worker_ns: self.root / "ray-worker"}
+        for d in (*self.ray_tmp.values(), self.root / "home-head", self.root / "home-worker"):
+            d.mkdir()
+            os.chown(d, NOBODY, NOBODY)
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.ray_pid: dict[str, int] = {}  # namespace -> its `ray start` (PID 1 of its PID namespace)
-        self.ray_tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # Ray's unix sockets: 107 bytes at most
+        self.inner: dict[int, int] = {}  # unshare's or nsenter's PID -> the PID of the process it runs
 
     def network(self) -> None:
         for ns in (self.head_ns, self.worker_ns):
@@ -96,8 +110,7 @@ class Lab:
     def env(self, host_ip: str, dev: str, **extra: str) -> dict[str, str]:
         """A unit's environment as sparkd gives it (per node), plus `extra`."""
         keep = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "TERM")}
-        home = self.tmp / f"home-{host_ip}"
-        home.mkdir(exist_ok=True)
+        home = self.root / ("home-head" if host_ip == HEAD_IP else "home-worker")
         env = dict(keep, HOME=str(home), VLLM_HOST_IP=host_ip, GLOO_SOCKET_IFNAME=dev, NCCL_SOCKET_IFNAME=dev)
         return dict(env, **extra)
 
@@ -115,13 +128,13 @@ class Lab:
     def ray_node(self, ns: str, args: list[str], **env: str) -> subprocess.Popen[bytes]:
         """`ray start ... --block` in `ns`, in a PID namespace of its own (killing the unshare ends it all)."""
         host_ip, dev = (HEAD_IP, "rta0") if ns == self.head_ns else (WORKER_IP, "rtb0")
-        temp = self.ray_tmp / ("head" if ns == self.head_ns else "worker")
-        argv = ["ip", "netns", "exec", ns, "unshare", "--pid", "--fork", "--kill-child", "--mount-proc"]
+        temp = self.ray_tmp[ns]
+        argv = ["ip", "netns", "exec", ns, "unshare", "--pid", "--fork", "--mount-proc", *AS_NOBODY]
         argv += [str(self.bin / "ray"), "start", *args, "--node-ip-address", host_ip, "--num-gpus", "1"]
         proc = self._start(
             f"ray-{ns}", argv + [*RAY_SMALL, "--temp-dir", str(temp), "--block"], self.env(host_ip, dev, **env)
         )
-        self.ray_pid[ns] = child_of(proc.pid)
+        self.ray_pid[ns] = self.inner[proc.pid] = child_of(proc.pid)
         return proc
 
     def head(self, **env: str) -> subprocess.Popen[bytes]:
@@ -130,13 +143,17 @@ class Lab:
     def worker(self, **env: str) -> subprocess.Popen[bytes]:
         return self.ray_node(self.worker_ns, ["--address", f"{HEAD_IP}:{GCS_PORT}"], **env)
 
-    def vllm(self, pp: int = 2, **env: str) -> subprocess.Popen[bytes]:
-        """The stand-in on the head: in the head's network and PID namespaces, as unit B of sparkd's plan."""
-        argv = ["nsenter", "-t", str(self.ray_pid[self.head_ns]), "--net", "--pid", "--mount", "--"]
+    def vllm(self, pp: int = 2, address: bool = True, **env: str) -> subprocess.Popen[bytes]:
+        """The stand-in on the head: in the head's network and PID namespaces, as unit B of sparkd's plan;
+        with RAY_ADDRESS, as sparkd sets it, or else with the head's Ray temp dir (RAY_TMPDIR)."""
+        argv = ["nsenter", "-t", str(self.ray_pid[self.head_ns]), "--net", "--pid", "--mount", "--", *AS_NOBODY]
         argv += [str(self.bin / "vllm"), "serve", "/models/demo", "--served-model-name", SERVED]
         argv += ["--tensor-parallel-size", "1", "--pipeline-parallel-size", str(pp)]
         argv += ["--distributed-executor-backend", "ray", "--host", "0.0.0.0", "--port", str(HTTP_PORT)]
-        return self._start("vllm", argv, self.env(HEAD_IP, "rta0", RAY_ADDRESS=f"{HEAD_IP}:{GCS_PORT}", **env))
+        where = {"RAY_ADDRESS": f"{HEAD_IP}:{GCS_PORT}"} if address else {"RAY_TMPDIR": str(self.root)}
+        proc = self._start("vllm", argv, self.env(HEAD_IP, "rta0", **where, **env))
+        self.inner[proc.pid] = child_of(proc.pid)
+        return proc
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 5) -> Any:
         """(status, body) of one request to the head's 127.0.0.1 (status 0: no answer, e.g. a timeout)."""
@@ -161,33 +178,33 @@ class Lab:
             time.sleep(0.1)
 
     def close(self) -> None:
-        """Kills every process started here by its PID (a Ray node by its PID namespace's unshare, so all of
-        its processes go with it), then removes the namespaces."""
-        for what, proc in reversed(self.procs):
-            if proc.poll() is None:
-                if what == "vllm":  # the stand-in itself (nsenter's child), then nsenter
-                    try:
-                        os.kill(child_of(proc.pid, timeout=1), signal.SIGKILL)
-                    except (AssertionError, ProcessLookupError):
-                        pass
+        """Kills every process started here by its PID, newest first: what each unshare or nsenter runs, then
+        it. Killing a Ray node's `ray start`, PID 1 of its PID namespace, kills every process in there (its
+        unshare's --kill-child would not do: the death signal is cleared when setpriv changes the user).
+        Then removes the namespaces."""
+        for _, proc in reversed(self.procs):
+            if proc.poll() is None:  # so its child is ours still (unshare and nsenter wait for theirs)
+                try:
+                    os.kill(self.inner[proc.pid], signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
                 proc.kill()
             proc.wait(timeout=10)
         for ns in (self.head_ns, self.worker_ns):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
-        shutil.rmtree(self.ray_tmp, ignore_errors=True)
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 @pytest.fixture
 def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
-    monkeypatch.setattr(lab_mod, "LAB_DIR", tmp_path / "lab")
-    lab_mod._write_standins()  # the lab's own wrappers: bin/vllm (the stand-in) and bin/ray (the real CLI)
     lab = Lab(tmp_path)
     try:
+        monkeypatch.setattr(lab_mod, "LAB_DIR", lab.lab_dir)
+        lab_mod._write_standins()  # the lab's own wrappers: bin/vllm (the stand-in) and bin/ray (the real CLI)
         lab.network()
         yield lab
     finally:
         lab.close()
-        shutil.rmtree(tmp_path / "lab", ignore_errors=True)
 
 
 def wait_exit(lab: Lab, proc: subprocess.Popen[bytes], timeout: float) -> float:
@@ -234,7 +251,7 @@ def test_vllm_on_ray_serves_through_both_nodes_and_dies_with_the_worker_node(clu
     assert "exiting (engine dead)" in cluster.output(vllm)
     wait_exit(cluster, worker, 30)
     print(
-        f"\nray start -> first answered completion: {first:.1f} s; worker's Ray stopped -> stand-in exit: {died:.1f} s"
+        f"\nray start -> first answered completion: {first:.1f} s; worker's Ray stopped -> stand-in exit: {died:.2f} s"
     )
 
 
@@ -264,8 +281,9 @@ def test_the_rank_1_fault_switch_acts_on_the_worker_nodes_stage_actor(cluster: L
     wait_exit(cluster, vllm, 60)
     assert vllm.returncode == 1 and "a Ray stage actor failed to start" in cluster.output(vllm)
     faults.write_fault(rank1, Fault("none"))
-    vllm = cluster.vllm()
+    vllm = cluster.vllm(address=False)  # finds the cluster as `ray.init()` does: what the head's `ray start` recorded
     cluster.wait_health(vllm)
+    assert f"connecting to the Ray cluster at {HEAD_IP}:{GCS_PORT}" in cluster.output(vllm)
     assert cluster.chat()[0] == 200
     faults.write_fault(rank1, Fault("wedge"))
     time.sleep(0.5)
@@ -276,6 +294,6 @@ def test_the_rank_1_fault_switch_acts_on_the_worker_nodes_stage_actor(cluster: L
     faults.write_fault(rank1, Fault("crash"))
     wait_exit(cluster, vllm, 30)
     assert vllm.returncode == 1 and "Ray stage actor 1 (192.168.100.2) went away" in cluster.output(vllm)
-    logs = (cluster.ray_tmp / "worker/session_latest/logs").glob("worker-*.err")  # the actors' stderr
+    logs = (cluster.ray_tmp[cluster.worker_ns] / "session_latest/logs").glob("worker-*.err")  # the actors' stderr
     assert any("EngineCore died unexpectedly (lab fault switch crash)" in p.read_text() for p in logs)
     assert worker.poll() is None  # the worker node's Ray lives on: only its actor crashed

@@ -445,6 +445,9 @@ GOLDEN = {
                 "--mca",
                 "plm_rsh_agent",
                 "/usr/lib/sparkd/sparkd-launch-agent",
+                "--mca",
+                "plm_rsh_no_tree_spawn",
+                "1",
                 "/opt/trtllm/bin/trtllm-llmapi-launch",
                 "/opt/trtllm/bin/trtllm-serve",
                 "/models/llama-3.1-405b-instruct-fp4",
@@ -502,6 +505,7 @@ def test_every_layer_gets_its_interface_on_every_unit() -> None:
     (mpirun,) = plan("trtllm-pp2", 0)
     assert dict(mpirun.environment) == interface_env(HEAD) | {
         "MASTER_PORT": "29501",
+        "SPARKD_LAUNCH_AGENT_SOCKET": "/run/sparkd-agent/agent.sock",
         "PATH": "/opt/trtllm/bin:/usr/local/bin:/usr/bin:/bin",
         "HOME": "/var/cache/sparkd/llama-405b-trt",
         "XDG_CACHE_HOME": "/var/cache/sparkd/llama-405b-trt",

@@ -95,6 +95,11 @@ FORBIDDEN_IMPORTS = [
     ),
     ("sparkd/api/node.py", "from sparkd import system", "the API layer knows neither the composition root nor the lab"),
     ("sparkd/rpc/limits.py", "from sparkd.engine import spec", LAYERS),
+    (
+        "sparkd/launch_agent.py",
+        "from sparkd import errors",
+        "the launch agent runs in a deployment's unit: it imports nothing of sparkd",
+    ),
 ]
 
 

@@ -18,6 +18,8 @@ class Node:
     netdev: str  # twin A's netdev (NCCL/Gloo/MPI/UCX interface)
     environment: dict[str, str]  # the interface and NCCL variables every rank gets (`interfaces.environment`)
     peers: tuple[str, ...] = ()  # on the head: the other ranks' addresses, rank 1 first
+    launch_agent: str = ""  # sparkd's OpenMPI launch agent (plm_rsh_agent)
+    agent_socket: str = ""  # where the launch agent reaches this node's sparkd
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,12 @@ spellings; the TensorRT-engine path (`--engine_dir`, which never existed, and tr
 from __future__ import annotations
 
 from sparkd.engine.launchers.base import ExeLookup, Node, RankUnit, StartOrder, managed_flag_problems
+from sparkd.engine.launchers.mpi import orted_command
 from sparkd.errors import FieldViolation
 from sparkd.model.deployment import Assignment, DeploymentSpec, Framework, LaunchMode
 
-#: Where sparkd installs its OpenMPI launch agent (`plm_rsh_agent`).
-LAUNCH_AGENT = "/usr/lib/sparkd/sparkd-launch-agent"
+#: The variable that tells sparkd's launch agent (in the head's mpirun unit) where its sparkd listens.
+AGENT_SOCKET_ENV = "SPARKD_LAUNCH_AGENT_SOCKET"
 MANAGED = {
     "--host": "port (the head listens on every address)",
     "--port": "port",
@@ -43,11 +44,16 @@ class Trtllm:
     order = StartOrder(workers_by_framework=True)
     token_metric = ""  # /metrics is JSON iteration stats; Prometheus only with return_perf_metrics
 
-    def __init__(self, agent: str = LAUNCH_AGENT) -> None:
-        self.agent = agent
-
     def check(self, spec: DeploymentSpec) -> list[FieldViolation]:
         bad = managed_flag_problems(spec.extra_args, MANAGED)
+        if spec.served_model_name and spec.served_model_name != spec.model:
+            bad.append(
+                FieldViolation(
+                    "served_model_name",
+                    "trtllm-serve 1.2.1 serves the model under the path it is given (it has no served-name option); "
+                    "leave served_model_name out",
+                )
+            )
         e = spec.engine
         if e.kv_cache_dtype != "auto":
             bad.append(
@@ -79,7 +85,7 @@ class Trtllm:
 
     def units(self, spec: DeploymentSpec, a: Assignment, node: Node, exe: ExeLookup) -> tuple[RankUnit, ...]:
         if a.rank > 0:
-            return ()  # started by mpirun, through the launch agent (`sparkd.engine.agent`)
+            return ()  # started by mpirun, through the launch agent (`remote_rank`)
         serve = [
             exe("trtllm-llmapi-launch"),
             exe("trtllm-serve"),
@@ -119,13 +125,22 @@ class Trtllm:
             "none",
             "--mca",
             "plm_rsh_agent",
-            self.agent,
+            node.launch_agent,
+            "--mca",
+            "plm_rsh_no_tree_spawn",
+            "1",  # every orted from the head's mpirun: a worker never launches further
         ]
-        env = (("MASTER_PORT", str(a.master_port)),)
+        env = (("MASTER_PORT", str(a.master_port)), (AGENT_SOCKET_ENV, node.agent_socket))
         return (RankUnit("", tuple(mpirun + serve + list(spec.extra_args)), env),)
 
     def listen_ports(self, spec: DeploymentSpec, a: Assignment) -> tuple[int, ...]:
         return (spec.port,) if a.rank == 0 else ()
+
+    def remote_rank(self, a: Assignment, command: str, node: Node, exe: ExeLookup) -> RankUnit:
+        """A worker's rank as the head's mpirun asked for it through the launch agent: its orted, checked
+        (`mpi.orted_command`), in the foreground of the rank's unit. OrtedRefused for anything else."""
+        words = orted_command(command, node.launch_agent)
+        return RankUnit("", (exe("orted"), *words[1:]), (("MASTER_PORT", str(a.master_port)),))
 
 
 def node_addresses(a: Assignment, node: Node) -> tuple[str, ...]:

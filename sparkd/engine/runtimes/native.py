@@ -12,7 +12,7 @@ from sparkd.model.unit import UnitSpec
 #: mpirun's remote daemons find their siblings there), then the system's.
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 #: Executables that come from the distribution, not from the framework's environment.
-SYSTEM_TOOLS = {"mpirun": "/usr/bin/mpirun"}  # Debian's and Ubuntu's openmpi-bin
+SYSTEM_TOOLS = {"mpirun": "/usr/bin/mpirun", "orted": "/usr/bin/orted"}  # Debian's and Ubuntu's openmpi-bin
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,14 @@
 """The vLLM stand-in's Ray mode: `vllm serve ... --distributed-executor-backend ray` on a real Ray cluster.
 
 As vLLM 0.33 does (vllm/v1/executor/ray_utils.py, ray_executor.py), the head's `vllm serve` is a Ray driver:
-it joins the running cluster (`ray.init(address=RAY_ADDRESS or "auto")`: it never starts one), asks for a
-placement group of world-size bundles `{"GPU": 1}`, the first pinned to this node (`node:<VLLM_HOST_IP>`:
-0.001, so a VLLM_HOST_IP that is not the Ray node's IP never gets its group, and says so every wait), and
-creates one actor per rank in its bundle (`num_gpus=1`, `num_cpus=0`). vLLM packs the group (PACK); the
-stand-in asks for STRICT_SPREAD, one bundle per node, the lab's one GPU per Spark. vLLM logs
-`Waiting for creating a placement group of specs for N seconds ...` after each unanswered wait (10 s, then
-doubled) and gives up after 1800 s; SPARKD_LAB_RAY_PG_TIMEOUT shortens that for tests.
+it joins the running cluster (RAY_ADDRESS, else the local `ray start`'s; never a new one, nor any other
+cluster running on the machine: `cluster_address`), asks for a placement group of world-size bundles
+`{"GPU": 1}`, the first pinned to this node (`node:<VLLM_HOST_IP>`: 0.001, so a VLLM_HOST_IP that is not the
+Ray node's IP never gets its group, and says so every wait), and creates one actor per rank in its bundle
+(`num_gpus=1`, `num_cpus=0`). vLLM packs the group (PACK); the stand-in asks for STRICT_SPREAD, one bundle
+per node, the lab's one GPU per Spark. vLLM logs `Waiting for creating a placement group of specs for N
+seconds ...` after each unanswered wait (10 s, then doubled) and gives up after 1800 s;
+SPARKD_LAB_RAY_PG_TIMEOUT shortens that for tests.
 
 Stage 0 is the actor on the head's node, the others follow by IP (vLLM sorts its workers so); each reports
 its VLLM_HOST_IP, which it has from its own node's `ray start` (Ray does not copy the driver's
@@ -32,6 +33,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, NoReturn
 
 from sparkd.lab.standins.console import engine_dead, fail, log
@@ -137,8 +139,29 @@ def pg_timeout() -> float:
     return value
 
 
+def cluster_address() -> str:
+    """RAY_ADDRESS, else the address this machine's last `ray start` recorded (`<RAY_TMPDIR or TMPDIR or /tmp>
+    /ray/ray_current_cluster`; a unit sharing the head's Ray unit's PrivateTmp sees it): Ray's own "auto",
+    less its legacy fallback to any gcs_server process it finds running, which may be another cluster's, even
+    one in another network namespace."""
+    address = os.environ.get("RAY_ADDRESS", "")
+    if address and address != "auto":
+        return address
+    path = Path(os.environ.get("RAY_TMPDIR") or os.environ.get("TMPDIR") or "/tmp", "ray", "ray_current_cluster")
+    try:
+        address = path.read_text().strip()
+    except OSError:
+        address = ""
+    if not address:
+        fail(
+            f"Could not find any running Ray instance: RAY_ADDRESS is not set and no `ray start` recorded one in "
+            f"{path}. Start the cluster first (ray start --head), or set RAY_ADDRESS to its GCS address."
+        )
+    return address
+
+
 def connect(ray: Any) -> str:
-    address = os.environ.get("RAY_ADDRESS", "auto")
+    address = cluster_address()
     log(f"connecting to the Ray cluster at {address}")
     try:
         ray.init(address=address)

@@ -26,7 +26,7 @@ from sparkd.v1 import deployment_pb2 as sparkd_dot_v1_dot_deployment__pb2
 from sparkd.v1 import node_pb2 as sparkd_dot_v1_dot_node__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!sparkd/peer/v1/peer_service.proto\x12\x0esparkd.peer.v1\x1a\x1asparkd/v1/deployment.proto\x1a\x14sparkd/v1/node.proto\"\x9e\x02\n\tNodeHello\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x04role\x18\x03 \x01(\x0e\x32\x13.sparkd.v1.NodeRole\x12\r\n\x05index\x18\x04 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\x16\n\x0esparkd_version\x18\x06 \x01(\t\x12\x18\n\x10protocol_version\x18\x07 \x01(\r\x12\x14\n\x0cprotocol_min\x18\x08 \x01(\r\x12\x14\n\x0cprotocol_max\x18\t \x01(\r\x12\x14\n\x0c\x63\x61pabilities\x18\n \x03(\t\x12*\n\x08versions\x18\x0b \x01(\x0b\x32\x18.sparkd.peer.v1.Versions\x12\x0f\n\x07\x62oot_id\x18\x0c \x01(\t\"(\n\x07Package\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x8a\x01\n\x08Versions\x12\x0e\n\x06sparkd\x18\x01 \x01(\t\x12+\n\nframeworks\x18\x02 \x03(\x0b\x32\x17.sparkd.peer.v1.Package\x12\x13\n\x0bnccl_sha256\x18\x03 \x01(\t\x12\x0e\n\x06\x64river\x18\x04 \x01(\t\x12\x0c\n\x04\x63uda\x18\x05 \x01(\t\x12\x0e\n\x06kernel\x18\x06 \x01(\t\"\x92\x01\n\x0cHelloRequest\x12\'\n\x04node\x18\x01 \x01(\x0b\x32\x19.sparkd.peer.v1.NodeHello\x12\x36\n\x0b\x64\x65ployments\x18\x02 \x03(\x0b\x32!.sparkd.peer.v1.DeploymentSummary\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x12\n\nrendezvous\x18\x04 \x01(\x08\"\x7f\n\rHelloResponse\x12\'\n\x04node\x18\x01 \x01(\x0b\x32\x19.sparkd.peer.v1.NodeHello\x12\x36\n\x0b\x64\x65ployments\x18\x02 \x03(\x0b\x32!.sparkd.peer.v1.DeploymentSummary\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\"\xaf\x01\n\x11\x44\x65ploymentSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x05state\x18\x02 \x01(\x0e\x32\x1a.sparkd.v1.DeploymentState\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\x19\n\x11unit_active_state\x18\x04 \x01(\t\x12\x0f\n\x07\x66\x61ilure\x18\x05 \x01(\t\x12\x14\n\x0cjournal_tail\x18\x06 \x03(\t\x12\x11\n\texit_time\x18\x07 \x01(\x01\"T\n\nAssignment\x12\x0c\n\x04rank\x18\x01 \x01(\r\x12\x0e\n\x06nnodes\x18\x02 \x01(\r\x12\x13\n\x0bmaster_addr\x18\x03 \x01(\t\x12\x13\n\x0bmaster_port\x18\x04 \x01(\r\"z\n\x10StartPartRequest\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.sparkd.v1.DeploymentSpec\x12.\n\nassignment\x18\x02 \x01(\x0b\x32\x1a.sparkd.peer.v1.Assignment\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\"<\n\x11StartPartResponse\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x19\n\x11unit_active_state\x18\x02 \x01(\t\".\n\x0fStopPartRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\" \n\x10StopPartResponse\x12\x0c\n\x04unit\x18\x01 \x01(\t\"|\n\x12PreparePartRequest\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.sparkd.v1.DeploymentSpec\x12.\n\nassignment\x18\x02 \x01(\x0b\x32\x1a.sparkd.peer.v1.Assignment\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\";\n\rManifestEntry\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\xde\x03\n\x13PreparePartResponse\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x02 \x03(\t\x12I\n\x0b\x65nvironment\x18\x03 \x03(\x0b\x32\x34.sparkd.peer.v1.PreparePartResponse.EnvironmentEntry\x12G\n\nproperties\x18\x04 \x03(\x0b\x32\x33.sparkd.peer.v1.PreparePartResponse.PropertiesEntry\x12\x14\n\x0clisten_ports\x18\x05 \x03(\r\x12\x12\n\nbusy_ports\x18\x06 \x03(\r\x12\x14\n\x0cmemory_bytes\x18\x07 \x01(\x04\x12\x14\n\x0cmodel_digest\x18\x08 \x01(\t\x12\x32\n\x0bmodel_files\x18\t \x03(\x0b\x32\x1d.sparkd.peer.v1.ManifestEntry\x12\x14\n\x0cmodel_config\x18\n \x01(\x0c\x12\x10\n\x08problems\x18\x0b \x03(\t\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"M\n\x0fPartLogsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05lines\x18\x02 \x01(\r\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\"?\n\x10PartLogsResponse\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x0c\n\x04time\x18\x02 \x01(\x01\x12\x0f\n\x07message\x18\x03 \x01(\t\"h\n\x0bJoinRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x65rt_pem\x18\x02 \x01(\t\x12\r\n\x05proof\x18\x03 \x01(\x0c\x12\x14\n\x0cprotocol_max\x18\x04 \x01(\r\x12\x14\n\x0cprotocol_min\x18\x05 \x01(\r\"]\n\x0cJoinResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\r\x12\r\n\x05proof\x18\x04 \x01(\x0c\x12\x10\n\x08\x63\x65rt_pem\x18\x05 \x01(\t2\x9d\x03\n\x0bPeerService\x12\x44\n\x05Hello\x12\x1c.sparkd.peer.v1.HelloRequest\x1a\x1d.sparkd.peer.v1.HelloResponse\x12P\n\tStartPart\x12 .sparkd.peer.v1.StartPartRequest\x1a!.sparkd.peer.v1.StartPartResponse\x12M\n\x08StopPart\x12\x1f.sparkd.peer.v1.StopPartRequest\x1a .sparkd.peer.v1.StopPartResponse\x12V\n\x0bPreparePart\x12\".sparkd.peer.v1.PreparePartRequest\x1a#.sparkd.peer.v1.PreparePartResponse\x12O\n\x08PartLogs\x12\x1f.sparkd.peer.v1.PartLogsRequest\x1a .sparkd.peer.v1.PartLogsResponse0\x01\x32S\n\x0ePairingService\x12\x41\n\x04Join\x12\x1b.sparkd.peer.v1.JoinRequest\x1a\x1c.sparkd.peer.v1.JoinResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!sparkd/peer/v1/peer_service.proto\x12\x0esparkd.peer.v1\x1a\x1asparkd/v1/deployment.proto\x1a\x14sparkd/v1/node.proto\"\x9e\x02\n\tNodeHello\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x04role\x18\x03 \x01(\x0e\x32\x13.sparkd.v1.NodeRole\x12\r\n\x05index\x18\x04 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\x16\n\x0esparkd_version\x18\x06 \x01(\t\x12\x18\n\x10protocol_version\x18\x07 \x01(\r\x12\x14\n\x0cprotocol_min\x18\x08 \x01(\r\x12\x14\n\x0cprotocol_max\x18\t \x01(\r\x12\x14\n\x0c\x63\x61pabilities\x18\n \x03(\t\x12*\n\x08versions\x18\x0b \x01(\x0b\x32\x18.sparkd.peer.v1.Versions\x12\x0f\n\x07\x62oot_id\x18\x0c \x01(\t\"(\n\x07Package\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x8a\x01\n\x08Versions\x12\x0e\n\x06sparkd\x18\x01 \x01(\t\x12+\n\nframeworks\x18\x02 \x03(\x0b\x32\x17.sparkd.peer.v1.Package\x12\x13\n\x0bnccl_sha256\x18\x03 \x01(\t\x12\x0e\n\x06\x64river\x18\x04 \x01(\t\x12\x0c\n\x04\x63uda\x18\x05 \x01(\t\x12\x0e\n\x06kernel\x18\x06 \x01(\t\"\x92\x01\n\x0cHelloRequest\x12\'\n\x04node\x18\x01 \x01(\x0b\x32\x19.sparkd.peer.v1.NodeHello\x12\x36\n\x0b\x64\x65ployments\x18\x02 \x03(\x0b\x32!.sparkd.peer.v1.DeploymentSummary\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x12\n\nrendezvous\x18\x04 \x01(\x08\"\x7f\n\rHelloResponse\x12\'\n\x04node\x18\x01 \x01(\x0b\x32\x19.sparkd.peer.v1.NodeHello\x12\x36\n\x0b\x64\x65ployments\x18\x02 \x03(\x0b\x32!.sparkd.peer.v1.DeploymentSummary\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\"\xaf\x01\n\x11\x44\x65ploymentSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x05state\x18\x02 \x01(\x0e\x32\x1a.sparkd.v1.DeploymentState\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\x19\n\x11unit_active_state\x18\x04 \x01(\t\x12\x0f\n\x07\x66\x61ilure\x18\x05 \x01(\t\x12\x14\n\x0cjournal_tail\x18\x06 \x03(\t\x12\x11\n\texit_time\x18\x07 \x01(\x01\"T\n\nAssignment\x12\x0c\n\x04rank\x18\x01 \x01(\r\x12\x0e\n\x06nnodes\x18\x02 \x01(\r\x12\x13\n\x0bmaster_addr\x18\x03 \x01(\t\x12\x13\n\x0bmaster_port\x18\x04 \x01(\r\"\x92\x01\n\x10StartPartRequest\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.sparkd.v1.DeploymentSpec\x12.\n\nassignment\x18\x02 \x01(\x0b\x32\x1a.sparkd.peer.v1.Assignment\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x16\n\x0elaunch_command\x18\x04 \x01(\t\"<\n\x11StartPartResponse\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x19\n\x11unit_active_state\x18\x02 \x01(\t\".\n\x0fStopPartRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\" \n\x10StopPartResponse\x12\x0c\n\x04unit\x18\x01 \x01(\t\"|\n\x12PreparePartRequest\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.sparkd.v1.DeploymentSpec\x12.\n\nassignment\x18\x02 \x01(\x0b\x32\x1a.sparkd.peer.v1.Assignment\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\";\n\rManifestEntry\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\xde\x03\n\x13PreparePartResponse\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x02 \x03(\t\x12I\n\x0b\x65nvironment\x18\x03 \x03(\x0b\x32\x34.sparkd.peer.v1.PreparePartResponse.EnvironmentEntry\x12G\n\nproperties\x18\x04 \x03(\x0b\x32\x33.sparkd.peer.v1.PreparePartResponse.PropertiesEntry\x12\x14\n\x0clisten_ports\x18\x05 \x03(\r\x12\x12\n\nbusy_ports\x18\x06 \x03(\r\x12\x14\n\x0cmemory_bytes\x18\x07 \x01(\x04\x12\x14\n\x0cmodel_digest\x18\x08 \x01(\t\x12\x32\n\x0bmodel_files\x18\t \x03(\x0b\x32\x1d.sparkd.peer.v1.ManifestEntry\x12\x14\n\x0cmodel_config\x18\n \x01(\x0c\x12\x10\n\x08problems\x18\x0b \x03(\t\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"M\n\x0fPartLogsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05lines\x18\x02 \x01(\r\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\"?\n\x10PartLogsResponse\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x0c\n\x04time\x18\x02 \x01(\x01\x12\x0f\n\x07message\x18\x03 \x01(\t\"h\n\x0bJoinRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x65rt_pem\x18\x02 \x01(\t\x12\r\n\x05proof\x18\x03 \x01(\x0c\x12\x14\n\x0cprotocol_max\x18\x04 \x01(\r\x12\x14\n\x0cprotocol_min\x18\x05 \x01(\r\"]\n\x0cJoinResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\r\x12\r\n\x05proof\x18\x04 \x01(\x0c\x12\x10\n\x08\x63\x65rt_pem\x18\x05 \x01(\t2\x9d\x03\n\x0bPeerService\x12\x44\n\x05Hello\x12\x1c.sparkd.peer.v1.HelloRequest\x1a\x1d.sparkd.peer.v1.HelloResponse\x12P\n\tStartPart\x12 .sparkd.peer.v1.StartPartRequest\x1a!.sparkd.peer.v1.StartPartResponse\x12M\n\x08StopPart\x12\x1f.sparkd.peer.v1.StopPartRequest\x1a .sparkd.peer.v1.StopPartResponse\x12V\n\x0bPreparePart\x12\".sparkd.peer.v1.PreparePartRequest\x1a#.sparkd.peer.v1.PreparePartResponse\x12O\n\x08PartLogs\x12\x1f.sparkd.peer.v1.PartLogsRequest\x1a .sparkd.peer.v1.PartLogsResponse0\x01\x32S\n\x0ePairingService\x12\x41\n\x04Join\x12\x1b.sparkd.peer.v1.JoinRequest\x1a\x1c.sparkd.peer.v1.JoinResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -51,34 +51,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DEPLOYMENTSUMMARY']._serialized_end=1029
   _globals['_ASSIGNMENT']._serialized_start=1031
   _globals['_ASSIGNMENT']._serialized_end=1115
-  _globals['_STARTPARTREQUEST']._serialized_start=1117
-  _globals['_STARTPARTREQUEST']._serialized_end=1239
-  _globals['_STARTPARTRESPONSE']._serialized_start=1241
-  _globals['_STARTPARTRESPONSE']._serialized_end=1301
-  _globals['_STOPPARTREQUEST']._serialized_start=1303
-  _globals['_STOPPARTREQUEST']._serialized_end=1349
-  _globals['_STOPPARTRESPONSE']._serialized_start=1351
-  _globals['_STOPPARTRESPONSE']._serialized_end=1383
-  _globals['_PREPAREPARTREQUEST']._serialized_start=1385
-  _globals['_PREPAREPARTREQUEST']._serialized_end=1509
-  _globals['_MANIFESTENTRY']._serialized_start=1511
-  _globals['_MANIFESTENTRY']._serialized_end=1570
-  _globals['_PREPAREPARTRESPONSE']._serialized_start=1573
-  _globals['_PREPAREPARTRESPONSE']._serialized_end=2051
-  _globals['_PREPAREPARTRESPONSE_ENVIRONMENTENTRY']._serialized_start=1950
-  _globals['_PREPAREPARTRESPONSE_ENVIRONMENTENTRY']._serialized_end=2000
-  _globals['_PREPAREPARTRESPONSE_PROPERTIESENTRY']._serialized_start=2002
-  _globals['_PREPAREPARTRESPONSE_PROPERTIESENTRY']._serialized_end=2051
-  _globals['_PARTLOGSREQUEST']._serialized_start=2053
-  _globals['_PARTLOGSREQUEST']._serialized_end=2130
-  _globals['_PARTLOGSRESPONSE']._serialized_start=2132
-  _globals['_PARTLOGSRESPONSE']._serialized_end=2195
-  _globals['_JOINREQUEST']._serialized_start=2197
-  _globals['_JOINREQUEST']._serialized_end=2301
-  _globals['_JOINRESPONSE']._serialized_start=2303
-  _globals['_JOINRESPONSE']._serialized_end=2396
-  _globals['_PEERSERVICE']._serialized_start=2399
-  _globals['_PEERSERVICE']._serialized_end=2812
-  _globals['_PAIRINGSERVICE']._serialized_start=2814
-  _globals['_PAIRINGSERVICE']._serialized_end=2897
+  _globals['_STARTPARTREQUEST']._serialized_start=1118
+  _globals['_STARTPARTREQUEST']._serialized_end=1264
+  _globals['_STARTPARTRESPONSE']._serialized_start=1266
+  _globals['_STARTPARTRESPONSE']._serialized_end=1326
+  _globals['_STOPPARTREQUEST']._serialized_start=1328
+  _globals['_STOPPARTREQUEST']._serialized_end=1374
+  _globals['_STOPPARTRESPONSE']._serialized_start=1376
+  _globals['_STOPPARTRESPONSE']._serialized_end=1408
+  _globals['_PREPAREPARTREQUEST']._serialized_start=1410
+  _globals['_PREPAREPARTREQUEST']._serialized_end=1534
+  _globals['_MANIFESTENTRY']._serialized_start=1536
+  _globals['_MANIFESTENTRY']._serialized_end=1595
+  _globals['_PREPAREPARTRESPONSE']._serialized_start=1598
+  _globals['_PREPAREPARTRESPONSE']._serialized_end=2076
+  _globals['_PREPAREPARTRESPONSE_ENVIRONMENTENTRY']._serialized_start=1975
+  _globals['_PREPAREPARTRESPONSE_ENVIRONMENTENTRY']._serialized_end=2025
+  _globals['_PREPAREPARTRESPONSE_PROPERTIESENTRY']._serialized_start=2027
+  _globals['_PREPAREPARTRESPONSE_PROPERTIESENTRY']._serialized_end=2076
+  _globals['_PARTLOGSREQUEST']._serialized_start=2078
+  _globals['_PARTLOGSREQUEST']._serialized_end=2155
+  _globals['_PARTLOGSRESPONSE']._serialized_start=2157
+  _globals['_PARTLOGSRESPONSE']._serialized_end=2220
+  _globals['_JOINREQUEST']._serialized_start=2222
+  _globals['_JOINREQUEST']._serialized_end=2326
+  _globals['_JOINRESPONSE']._serialized_start=2328
+  _globals['_JOINRESPONSE']._serialized_end=2421
+  _globals['_PEERSERVICE']._serialized_start=2424
+  _globals['_PEERSERVICE']._serialized_end=2837
+  _globals['_PAIRINGSERVICE']._serialized_start=2839
+  _globals['_PAIRINGSERVICE']._serialized_end=2922
 # @@protoc_insertion_point(module_scope)

@@ -113,14 +113,16 @@ class Assignment(_message.Message):
     def __init__(self, rank: _Optional[int] = ..., nnodes: _Optional[int] = ..., master_addr: _Optional[str] = ..., master_port: _Optional[int] = ...) -> None: ...
 
 class StartPartRequest(_message.Message):
-    __slots__ = ("spec", "assignment", "epoch")
+    __slots__ = ("spec", "assignment", "epoch", "launch_command")
     SPEC_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
+    LAUNCH_COMMAND_FIELD_NUMBER: _ClassVar[int]
     spec: _deployment_pb2.DeploymentSpec
     assignment: Assignment
     epoch: int
-    def __init__(self, spec: _Optional[_Union[_deployment_pb2.DeploymentSpec, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., epoch: _Optional[int] = ...) -> None: ...
+    launch_command: str
+    def __init__(self, spec: _Optional[_Union[_deployment_pb2.DeploymentSpec, _Mapping]] = ..., assignment: _Optional[_Union[Assignment, _Mapping]] = ..., epoch: _Optional[int] = ..., launch_command: _Optional[str] = ...) -> None: ...
 
 class StartPartResponse(_message.Message):
     __slots__ = ("unit", "unit_active_state")
