@@ -231,15 +231,17 @@ class DeploymentManager(DeploymentViews):
 
     async def halt(self, record: DeploymentRecord) -> tuple[list[str], list[str]]:
         """Stops every node's part, the head's serving rank first (clients see a refused connection, not a
-        hang), then the workers. The stopped units, and the nodes that could not be reached."""
+        hang), then the workers, then what the head's rank ran on (the Ray head, which the workers' Ray nodes
+        would otherwise wait for while they stop). The stopped units, and the nodes that could not be reached."""
         name = record.spec.name
-        stopped, unreachable = await self._stop_units(record), []
+        stopped, unreachable = await self._stop_units(record, main_only=True), []
         for part in record.parts[1:]:
             try:
                 stopped.append(await self.cluster.stop_part(part.node_id, name))
             except PeerUnavailable:
                 unreachable.append(part.node_name)
-        return [u for u in stopped if u], unreachable
+        stopped += await self._stop_units(record)
+        return list(dict.fromkeys(u for u in stopped if u)), unreachable
 
     def _forget(self, name: str) -> None:
         self.store.delete(name)
@@ -400,10 +402,10 @@ class DeploymentManager(DeploymentViews):
             self.remember_unit(state)
         return state
 
-    async def _stop_units(self, record: DeploymentRecord) -> list[str]:
+    async def _stop_units(self, record: DeploymentRecord, main_only: bool = False) -> list[str]:
         """Stops this node's units of `record`, the main (serving) unit first, then what it ran on."""
         stopped = []
-        for unit in reversed(record.units):
+        for unit in reversed(record.units[-1:] if main_only else record.units):
             await self.systemd.stop(unit)
             self.remember_unit(await self.systemd.state(unit))
             stopped.append(unit)

@@ -39,6 +39,8 @@ from sparkd.peer.v1 import peer_service_pb2_grpc as pb_grpc
 log = structlog.get_logger(__name__)
 
 START_TIMEOUT_S = 30.0
+#: A worker stops its units and waits for them (a rank's 30 s TimeoutStopSec= at worst, per unit).
+STOP_TIMEOUT_S = 90.0
 MONITOR_S = 0.1
 MAX_RESPONSE_BYTES = 4 * 1024 * 1024  # a PreparePart answer (limits.PEER)
 CAPABILITIES = ("epochs", "versions")
@@ -284,7 +286,7 @@ class PeerManager:
     async def stop_part(self, node_id: str, name: str) -> str:
         peer = self._connected(node_id)
         request = pb.StopPartRequest(name=name, epoch=peer.epoch)
-        response = await self._call(peer, "StopPart", request, START_TIMEOUT_S)
+        response = await self._call(peer, "StopPart", request, STOP_TIMEOUT_S)
         return str(response.unit)[:256]
 
     def _connected(self, node_id: str) -> PeerInfo:

@@ -20,6 +20,7 @@ pytestmark = pytest.mark.usefixtures("lab")
 
 EXAMPLES = {
     "vllm-native": ("demo.yaml", "demo", 8000),
+    "vllm-ray": ("vllm-ray.yaml", "demo-ray", 8010),  # a real Ray cluster: Ray head, Ray worker, then vllm serve
     "sglang": ("sglang.yaml", "demo-sglang", 30000),
     "command": ("command.yaml", "demo-command", 8020),
     "trtllm": ("trtllm.yaml", "/models/demo", 8355),  # trtllm-serve serves the model under its path

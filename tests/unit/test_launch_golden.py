@@ -499,9 +499,10 @@ def test_every_layer_gets_its_interface_on_every_unit() -> None:
     (ray_worker,) = plan("chatbot", 1)
     cache = "/var/cache/sparkd/chatbot"  # the dynamic user's CacheDirectory= (sparkd.engine.sandbox)
     path = {"PATH": "/opt/vllm/bin:/usr/local/bin:/usr/bin:/bin", "HOME": cache, "XDG_CACHE_HOME": cache}
-    assert dict(ray_head.environment) == interface_env(HEAD) | path
+    drain = {"RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}  # vllm serve, Ray's only driver, is stopped first
+    assert dict(ray_head.environment) == interface_env(HEAD) | drain | path
     assert dict(serve.environment) == interface_env(HEAD) | {"RAY_ADDRESS": f"{HEAD}:29501"} | path
-    assert dict(ray_worker.environment) == interface_env(WORKER) | path
+    assert dict(ray_worker.environment) == interface_env(WORKER) | drain | path
     (mpirun,) = plan("trtllm-pp2", 0)
     assert dict(mpirun.environment) == interface_env(HEAD) | {
         "MASTER_PORT": "29501",
