@@ -2,7 +2,7 @@
 
 Reads touch no D-Bus and no HTTP: they turn what the state loop last saw (`Snapshot`) and the workers'
 last reports into a `Verdict` (`sparkd.engine.health`) and a `DeploymentStatus`. `DeploymentManager`
-(`sparkd.engine.deployments`) inherits them; the attributes below are its.
+(`sparkd.engine.deployments`) inherits them, through `DeploymentParts`; the attributes below are its.
 """
 
 from __future__ import annotations

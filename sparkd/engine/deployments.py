@@ -7,7 +7,8 @@ then starts its own. Each node starts only its own units. State is computed from
 remembered (`sparkd.engine.health`): the units and serving probes as the state loop last saw
 them (`Snapshot`) and the workers' reports from their last hellos. Reads touch no D-Bus and no
 HTTP: records are kept in memory and written through to the store. The head's supervisor
-(`sparkd.engine.supervisor`) restarts what fails; this module holds the steps it takes.
+(`sparkd.engine.supervisor`) restarts what fails; this module holds the steps it takes. What each
+node does with its own part is `sparkd.engine.deployment_parts`.
 """
 
 from __future__ import annotations
@@ -22,16 +23,15 @@ import structlog
 from sparkd.config import Config
 from sparkd.engine import ray_wait
 from sparkd.engine.cluster import Cluster
-from sparkd.engine.deployment_views import DeploymentViews
+from sparkd.engine.deployment_parts import DeploymentParts
 from sparkd.engine.gates import Gates, Preflight
-from sparkd.engine.launch import LocalFacts, plan_remote_rank, plan_units, runtime_for
+from sparkd.engine.launch import LocalFacts, runtime_for
 from sparkd.engine.launchers import launcher_for
-from sparkd.engine.launchers.mpi import OrtedRefused
 from sparkd.engine.runtimes.container import container_name
-from sparkd.engine.store import BrokenRecord, DeploymentStore
+from sparkd.engine.store import DeploymentStore
 from sparkd.errors import AlreadyExists, InvalidSpec, NotFound, NotSupported, PeerUnavailable, PreconditionFailed
 from sparkd.events import EventBus
-from sparkd.host.protocols import Host, Journal
+from sparkd.host.protocols import Host
 from sparkd.model.deployment import (
     RENDEZVOUS_PORTS,
     Assignment,
@@ -39,23 +39,22 @@ from sparkd.model.deployment import (
     DeploymentSpec,
     DeploymentState,
     DeploymentStatus,
-    Framework,
     NodePart,
-    PartPlan,
-    is_unit_of,
     unit_name,
-    unit_pattern,
 )
 from sparkd.model.observed import Snapshot
-from sparkd.model.unit import UnitSpec, UnitState
 
 log = structlog.get_logger(__name__)
 
 TAIL_LINES = 10
 
 
-class DeploymentManager(DeploymentViews):
-    """Creates, reports and deletes deployments on this node."""
+class DeploymentManager(DeploymentParts):
+    """Creates, reports and deletes deployments on this node.
+
+    The head's side is here; every node's own part is `DeploymentParts` (`sparkd.engine.deployment_parts`),
+    and the read side under it is `DeploymentViews` (`sparkd.engine.deployment_views`).
+    """
 
     def __init__(
         self,
@@ -229,6 +228,20 @@ class DeploymentManager(DeploymentViews):
             self.busy.pop(spec.name, None)
         self.poke()
 
+    @staticmethod
+    def _peers(record: DeploymentRecord) -> tuple[str, ...]:
+        return tuple(p.address for p in record.parts[1:])
+
+    async def wait_for(self, what: str, record: DeploymentRecord) -> None:
+        """Waits for a framework's own start condition between the workers and the head's main unit."""
+        if what != "ray-gpus":
+            raise NotSupported(f"sparkd cannot wait for {what}", field="mode")
+        spec, a = record.spec, record.assignment
+        runtime = runtime_for(spec, await self.facts())
+        container = container_name(unit_name(spec.name, 0, "ray")) if spec.runtime.container else ""
+        argv = ray_wait.status_argv(runtime.executable("ray"), f"{a.master_addr}:{a.master_port}", container)
+        await ray_wait.wait_for_gpus(self.host.runner, argv, spec.world_size, spec.name)
+
     async def halt(self, record: DeploymentRecord) -> tuple[list[str], list[str]]:
         """Stops every node's part, the head's serving rank first (clients see a refused connection, not a
         hang), then the workers, then what the head's rank ran on (the Ray head, which the workers' Ray nodes
@@ -242,13 +255,6 @@ class DeploymentManager(DeploymentViews):
                 unreachable.append(part.node_name)
         stopped += await self._stop_units(record)
         return list(dict.fromkeys(u for u in stopped if u)), unreachable
-
-    def _forget(self, name: str) -> None:
-        self.store.delete(name)
-        self.records.pop(name, None)
-        self._broken.pop(name, None)
-        self.served.discard(name)
-        self.bus.forget("deployment", name)
 
     async def delete(self, name: str, force: bool = False) -> list[str]:
         """Stops the deployment on every node (the head's rank first) and forgets it.
@@ -290,155 +296,6 @@ class DeploymentManager(DeploymentViews):
             self._forget(name)
             log.info("deployment.deleted", deployment=name, units=stopped)
             return stopped
-
-    async def _delete_broken(self, broken: BrokenRecord) -> list[str]:
-        """A record that could not be read: stop whatever units of that name run here (and, on the
-        head, ask every connected worker to stop its part), then remove the record."""
-        name = broken.name
-        stopped = []
-        if self.is_head:
-            for worker in self.cluster.connected_workers():
-                try:
-                    stopped.append(await self.cluster.stop_part(worker.node_id, name))
-                except PeerUnavailable as e:
-                    log.warning("deployment.broken_stop_failed", deployment=name, node=worker.name, error=e.message)
-        for unit in await self.systemd.list_units(unit_pattern(name)):
-            if not is_unit_of(name, unit):
-                continue  # another deployment's ("a-rank1" for "a"): the glob matches too much
-            await self.systemd.stop(unit)
-            stopped.append(unit)
-        self._forget(name)
-        log.info("deployment.broken_record_deleted", deployment=name, path=broken.path)
-        return [u for u in stopped if u]
-
-    # --- every node ---------------------------------------------------------------------------
-
-    async def prepare_part(self, spec: DeploymentSpec, assignment: Assignment) -> PartPlan:
-        """This worker's plan for a part, as the head asked through the peer API; starts nothing."""
-        if self.is_head:
-            raise PreconditionFailed("the head prepares its own part; only workers take parts from the peer API")
-        plan = await self.gates.local_plan(spec, assignment)
-        record = self.records.get(spec.name)
-        if record is not None and record.assignment.master_port == assignment.master_port:
-            # The deployment's own rank holds its ports: not a conflict for a restart that stops it first.
-            plan = dataclasses.replace(plan, busy_ports=())
-        return plan
-
-    async def start_part(self, spec: DeploymentSpec, assignment: Assignment, launch_command: str = "") -> UnitState:
-        """Starts this worker's part, as the head asked through the peer API. Idempotent. `launch_command`:
-        the orted that the head's TensorRT-LLM mpirun asked for, run as this rank's unit (checked here
-        again: `launchers.mpi`)."""
-        if self.is_head:
-            raise PreconditionFailed("the head starts its own part; only workers take parts from the peer API")
-        remote = None
-        if launch_command:
-            if spec.framework is not Framework.TRTLLM:
-                raise InvalidSpec.one("launch_command", "is for a TensorRT-LLM rank only")
-            try:
-                remote = plan_remote_rank(spec, assignment, await self.facts(), launch_command)
-            except OrtedRefused as e:
-                raise InvalidSpec.one("launch_command", str(e)) from None
-        async with self.lock:
-            old = self.records.get(spec.name)
-            if old is not None and (old.spec, old.assignment) != (spec, assignment):
-                # The head re-assigned this deployment: the old part (maybe another rank) goes first.
-                await self._stop_units(old)
-                log.info("deployment.part_replaced", deployment=spec.name, unit=old.unit)
-            if old is None or (old.spec, old.assignment) != (spec, assignment):
-                record = DeploymentRecord(spec, assignment, (), time.time())
-                self.store.save(record)
-                self.records[spec.name] = record
-            self._broken.pop(spec.name, None)
-            if remote is not None:
-                state = await self._start_remote(remote)
-            else:
-                state = await self._start_local(spec, assignment)
-            self.poke()
-            return state
-
-    async def _start_remote(self, unit: UnitSpec) -> UnitState:
-        """A TensorRT-LLM rank for a new mpirun job: an orted still up from an earlier job goes first."""
-        await self.systemd.stop(unit.name)
-        await self.systemd.start(unit)
-        log.info("deployment.remote_rank_started", unit=unit.name, argv=" ".join(unit.argv)[:2000])
-        state = await self.systemd.state(unit.name)
-        self.remember_unit(state)
-        return state
-
-    @staticmethod
-    def _peers(record: DeploymentRecord) -> tuple[str, ...]:
-        return tuple(p.address for p in record.parts[1:])
-
-    async def wait_for(self, what: str, record: DeploymentRecord) -> None:
-        """Waits for a framework's own start condition between the workers and the head's main unit."""
-        if what != "ray-gpus":
-            raise NotSupported(f"sparkd cannot wait for {what}", field="mode")
-        spec, a = record.spec, record.assignment
-        runtime = runtime_for(spec, await self.facts())
-        container = container_name(unit_name(spec.name, 0, "ray")) if spec.runtime.container else ""
-        argv = ray_wait.status_argv(runtime.executable("ray"), f"{a.master_addr}:{a.master_port}", container)
-        await ray_wait.wait_for_gpus(self.host.runner, argv, spec.world_size, spec.name)
-
-    async def _start_local(
-        self, spec: DeploymentSpec, assignment: Assignment, peers: tuple[str, ...] = (), roles: tuple[str, ...] = ()
-    ) -> UnitState:
-        """Starts this node's units of `spec` in order (only those of `roles`, if given); each one that
-        runs already is adopted. Returns the last one's state."""
-        units = plan_units(spec, assignment, await self.facts(), peers)
-        if roles:
-            units = tuple(u for u in units if any(u.name.endswith(f"-{r}.service") for r in roles))
-        state = UnitState.unknown(unit_name(spec.name, assignment.rank))
-        for unit in units:
-            state = await self.systemd.state(unit.name)
-            if state.running:
-                log.info("deployment.unit_adopted", unit=unit.name)
-                self.remember_unit(state)
-                continue
-            if state.active_state == "failed":
-                await self.systemd.stop(unit.name)  # resets the failed state
-            await self.systemd.start(unit)
-            log.info("deployment.unit_started", unit=unit.name, argv=" ".join(unit.argv))
-            state = await self.systemd.state(unit.name)
-            self.remember_unit(state)
-        return state
-
-    async def _stop_units(self, record: DeploymentRecord, main_only: bool = False) -> list[str]:
-        """Stops this node's units of `record`, the main (serving) unit first, then what it ran on."""
-        stopped = []
-        for unit in reversed(record.units[-1:] if main_only else record.units):
-            await self.systemd.stop(unit)
-            self.remember_unit(await self.systemd.state(unit))
-            stopped.append(unit)
-        return stopped
-
-    async def stop_part(self, name: str) -> str:
-        """Stops this node's part of deployment `name` (as the head asked) and forgets it. Idempotent."""
-        if self.is_head:
-            raise PreconditionFailed("the head stops its own part; only workers take parts from the peer API")
-        async with self.lock:
-            if name in self._broken:
-                return ", ".join(await self._delete_broken(self._broken[name]))
-            return await self._stop_local(name)
-
-    async def _stop_local(self, name: str) -> str:
-        record = self.records.get(name)
-        if record is None:
-            return ""
-        stopped = await self._stop_units(record)
-        self._forget(name)
-        log.info("deployment.unit_stopped", units=stopped)
-        return ", ".join(stopped)
-
-    @property
-    def journal(self) -> Journal:
-        return self.host.journal
-
-    def part_unit(self, name: str) -> str:
-        """This node's unit of deployment `name`."""
-        record = self.records.get(name)
-        if record is None:
-            raise NotFound(f"{self.config.node.name} has no part of deployment {name}", name=name)
-        return record.unit
 
 
 def refuse(name: str, preflight: Preflight) -> None:

@@ -20,6 +20,7 @@ from sparkd.engine import manifest
 from sparkd.engine.cluster import Cluster
 from sparkd.engine.launch import LocalFacts, plan_unit
 from sparkd.engine.launchers import launcher_for
+from sparkd.engine.versions import image_digest
 from sparkd.errors import PeerUnavailable, SparkdError
 from sparkd.host.protocols import Host
 from sparkd.model import memory
@@ -66,6 +67,11 @@ class Gates:
             files = tuple((e.path, e.size, e.sha256) for e in made.entries)
         except SparkdError as e:
             problems.append(e.message)
+        image = ""
+        if spec.runtime.container:
+            image, problem = await image_digest(self.host.runner, spec.runtime.image, node=self.config.node.name)
+            if problem:
+                problems.append(problem)
         total = self.snapshot.memory.total_bytes
         if not total:
             problems.append("the node's memory is unknown (MemTotal in /proc/meminfo could not be read)")
@@ -81,6 +87,7 @@ class Gates:
             files,
             config,
             tuple(problems),
+            image_digest=image,
         )
 
     async def check(
@@ -120,6 +127,11 @@ class Gates:
                     "stop what listens there or choose another port"
                 )
         for plan in plans[1:]:
+            if own.image_digest and plan.image_digest and plan.image_digest != own.image_digest:
+                blockers.append(
+                    f"{plan.node_name}: image {spec.runtime.image} is {plan.image_digest[:19]}..., but "
+                    f"{own.image_digest[:19]}... on {own.node_name}: pull the same image on every node"
+                )
             if own.model_digest and plan.model_digest:  # the files themselves, never a digest a peer sent
                 blockers += manifest.compare_entries(own.model_files, plan.model_files, own.node_name, plan.node_name)
         plan_memory = None

@@ -1,7 +1,8 @@
 """Bring a lab up and down: namespaces, sysroots, a systemd, and one sparkd unit per node.
 
 State lives in /var/lib/sparkd-lab (lab.json records what was created, so `down` removes
-exactly that, even after a half-finished `up`).
+exactly that, even after a half-finished `up`). The wrappers the nodes' deployments run (the
+framework stand-ins, the real Ray CLI, the launch agent) are written by `sparkd.lab.wrappers`.
 """
 
 from __future__ import annotations
@@ -9,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shlex
 import shutil
-import stat
 import sys
 import threading
 import time
@@ -23,57 +22,21 @@ from typing import TypeVar
 
 from sparkctl_client.client import Client, ClientError
 from sparkd.host.systemd import DbusSystemd
-from sparkd.lab import faults, fixtures, sandbox, topology
+from sparkd.lab import faults, fixtures, sandbox, topology, wrappers
+from sparkd.lab.errors import LabError
 from sparkd.lab.frameworks import write_lab_framework_venvs
+from sparkd.lab.wrappers import AGENT_WRAPPER
 from sparkd.model.deployment import unit_name
 from sparkd.model.unit import UnitSpec
 from sparkd.v1 import host_service_pb2, node_service_pb2, peer_pb2, peer_service_pb2
 
+__all__ = ["LabError"]  # re-exported (from sparkd.lab.errors): the CLI and the tests catch lab.LabError
+
 T = TypeVar("T")
 LAB_DIR = Path(os.environ.get("SPARKD_LAB_DIR", "/var/lib/sparkd-lab"))
 STATE = LAB_DIR / "lab.json"
-STANDIN = """#!/bin/sh
-# sparkd lab stand-in for {what} (sparkd/lab/standins/{module}.py); not the real {what}.
-# Its fault switches (`sparkd lab fault`, docs/lab.md) are files under $SPARKD_LAB_FAULTS_DIR.
-export {faults_env}={faults}
-{pythonpath}exec {python} -m sparkd.lab.standins.{module} {command}"$@"
-"""
-#: The stand-in wrappers under LAB_DIR/frameworks: path -> (framework, module, leading argument).
-STANDINS = {
-    "vllm/bin/vllm": ("vLLM", "vllm", ""),
-    "sglang/bin/sglang": ("SGLang", "sglang", ""),
-    "trtllm/bin/trtllm-serve": ("TensorRT-LLM", "trtllm", "serve "),
-    "trtllm/bin/trtllm-llmapi-launch": ("TensorRT-LLM", "trtllm", "launch "),
-}
-#: sparkd's own OpenMPI launch agent (sparkd/launch_agent.py, the real one), as the lab's nodes run it.
-AGENT_WRAPPER = "sparkd/bin/sparkd-launch-agent"
-AGENT = """#!/bin/sh
-# sparkd's OpenMPI launch agent (sparkd/launch_agent.py), run with the lab's interpreter; not a stand-in.
-{pythonpath}exec {python} -m sparkd.launch_agent "$@"
-"""
-#: The wrapper of the REAL Ray CLI (vLLM on Ray: `ray start` units), under LAB_DIR/frameworks, and what it runs.
-RAY_WRAPPER = "vllm/bin/ray"
-RAY_CLI = """#!/bin/sh
-# sparkd lab wrapper for the real Ray CLI (ray.scripts.scripts:main), not a stand-in. Ray's workers inherit
-# this environment: the vLLM stand-in's stage actors (sparkd/lab/standins/vllm_ray.py) import sparkd from it
-# and read their fault switches under $SPARKD_LAB_FAULTS_DIR.
-export {faults_env}={faults}
-{pythonpath}exec {python} -c {code} "$@"
-"""
-RAY_MAIN = """import sys
-try:
-    from ray.scripts.scripts import main
-except ImportError as e:
-    sys.exit(f"sparkd lab: the Ray CLI needs ray (pip install ray==2.60.0): {e}")
-sys.argv[0] = "ray"
-sys.exit(main())
-"""
 #: The largest deployment record the lab reads (sparkd.engine.store.MAX_RECORD_BYTES, its writer's bound).
 MAX_RECORD_BYTES = 256 * 1024
-
-
-class LabError(Exception):
-    """A lab operation failed; the message says what to do."""
 
 
 @dataclass
@@ -136,49 +99,9 @@ nvml_fixture = "{fixtures.NVML_FIXTURE}"
 """
 
 
-def _world_runnable(path: Path) -> bool:
-    """Whether a user other than root can run `path` (every directory above it searchable by others)."""
-    real = path.resolve()
-    return all(p.stat().st_mode & stat.S_IXOTH for p in (real, *real.parents))
-
-
-def standin_python() -> tuple[str, str]:
-    """The interpreter the stand-ins run with, and the PYTHONPATH it needs ("" for none).
-
-    Deployment units run as a non-root (dynamic) user, which cannot run a Python under a root-only
-    directory (pyenv's under /root is 0700): then the distribution's python3.X of the same version runs
-    the stand-ins, with this environment's site-packages and the sparkd checkout on its path."""
-    if _world_runnable(Path(sys.executable)):
-        return sys.executable, ""
-    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    system = Path("/usr/bin") / version
-    if not system.exists() or not _world_runnable(system):
-        raise LabError(
-            f"the lab's deployment units run as a non-root user, who cannot run {sys.executable}; "
-            f"install {version} (apt-get install {version}) or make a virtual environment from a Python others can run"
-        )
-    site = [p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix)]
-    checkout = str(Path(__file__).resolve().parents[2])
-    return str(system), ":".join([checkout, *site])
-
-
 def _write_standins() -> None:
-    """The stand-ins' wrappers, and the real Ray CLI's, each run with the stand-ins' interpreter."""
-    python, pythonpath = standin_python()
-    common = {
-        "python": shlex.quote(python),
-        "pythonpath": f"export PYTHONPATH={shlex.quote(pythonpath)}\n" if pythonpath else "",
-        "faults_env": faults.FAULTS_DIR_ENV,
-        "faults": shlex.quote(str(faults.faults_dir(LAB_DIR))),
-    }
-    wrappers = {path: STANDIN.format(what=w, module=m, command=c, **common) for path, (w, m, c) in STANDINS.items()}
-    wrappers[RAY_WRAPPER] = RAY_CLI.format(code=shlex.quote(RAY_MAIN), **common)
-    wrappers[AGENT_WRAPPER] = AGENT.format(**common)
-    for path, text in wrappers.items():
-        wrapper = LAB_DIR / "frameworks" / path
-        wrapper.parent.mkdir(parents=True, exist_ok=True)
-        wrapper.write_text(text)
-        wrapper.chmod(0o755)
+    """The stand-ins' wrappers under LAB_DIR/frameworks (`sparkd.lab.wrappers`); LAB_DIR is read at each call."""
+    wrappers.write_standins(LAB_DIR)
 
 
 def _daemon_unit_spec(node: str) -> UnitSpec:

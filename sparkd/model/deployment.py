@@ -287,3 +287,4 @@ class PartPlan:
     model_config: bytes  # config.json, for the memory planner
     problems: tuple[str, ...] = ()  # what the node cannot do ("no model directory at /models/x")
     properties: dict[str, str] | None = None  # as the node reported them; None: `unit_properties(unit)`
+    image_digest: str = ""  # a container runtime's image ID on the node ("" native, or missing: see problems)

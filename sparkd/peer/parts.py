@@ -33,6 +33,7 @@ MAX_ARGV, MAX_ARG = 512, 4096
 MAX_ENV, MAX_PROPERTIES, MAX_PORTS, MAX_PROBLEMS = 256, 64, 16, 32
 MAX_FILES, MAX_CONFIG = 4096, 1024 * 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_IMAGE_ID = re.compile(r"\Asha256:[0-9a-f]{64}\Z")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
@@ -49,6 +50,7 @@ def plan_to_proto(plan: PartPlan) -> pb.PreparePartResponse:
         model_files=[pb.ManifestEntry(path=p, size=s, sha256=h) for p, s, h in plan.model_files],
         model_config=plan.model_config,
         problems=list(plan.problems),
+        image_digest=plan.image_digest,
     )
 
 
@@ -81,6 +83,7 @@ def plan_from_proto(m: pb.PreparePartResponse, worker: WorkerInfo, name: str, ra
     )
     check(len(m.model_config) <= MAX_CONFIG, "model_config", f"at most {MAX_CONFIG} bytes")
     check(len(m.problems) <= MAX_PROBLEMS, "problems", f"at most {MAX_PROBLEMS}")
+    check(m.image_digest == "" or bool(_IMAGE_ID.fullmatch(m.image_digest)), "image_digest", "sha256:<64 hex> or empty")
     if bad:
         raise InvalidSpec([FieldViolation(f"PreparePart from {worker.name}: {v.field}", v.description) for v in bad])
     unit = UnitSpec(expected, tuple(m.argv), "", {k: m.environment[k] for k in sorted(m.environment)})
@@ -97,6 +100,7 @@ def plan_from_proto(m: pb.PreparePartResponse, worker: WorkerInfo, name: str, ra
         model_config=bytes(m.model_config),
         problems=tuple(convert.printable(p, 512) for p in m.problems),
         properties={convert.printable(k, 64): convert.printable(v, 512) for k, v in sorted(m.properties.items())},
+        image_digest=m.image_digest,
     )
 
 

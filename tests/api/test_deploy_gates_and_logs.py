@@ -10,6 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from sparkd.host.protocols import CommandResult
 from sparkd.lab import fixtures
 from sparkd.v1 import deployment_service_pb2
 from tests.api.conftest import Daemon
@@ -131,3 +132,44 @@ def test_the_gates_hold_up_no_other_deployment(cluster: list[Daemon]) -> None:
         worker.run(release.set)
         thread.join(timeout=10)
     assert created and HEAD_UNIT in head.fake.systemd.units
+
+
+CONTAINER_SPEC = SPEC + 'runtime: {image: "nvcr.io/nvidia/vllm:26.05-py3"}\n'
+IMAGE_A, IMAGE_B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+
+
+def _image(d: Daemon, image_id: str, returncode: int = 0, stderr: str = "") -> None:
+    d.fake.runner.results["/usr/bin/docker"] = CommandResult(("docker",), returncode, image_id + "\n", stderr)
+
+
+def test_a_container_image_that_differs_between_nodes_refuses_the_start(cluster: list[Daemon]) -> None:
+    head, worker = cluster
+    _image(head, IMAGE_A)
+    _image(worker, IMAGE_B)
+    with pytest.raises(grpc.RpcError) as e:
+        create(head, CONTAINER_SPEC)
+    details = str(e.value.details())
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "spark2: image nvcr.io/nvidia/vllm:26.05-py3 is sha256:bbbbbbbbbbbb" in details and "spark1" in details
+    assert head.fake.systemd.units == {} and worker.fake.systemd.units == {}
+    inspected = [a for a in worker.fake.runner.argvs if a[:3] == ("/usr/bin/docker", "image", "inspect")]
+    assert inspected and inspected[-1][-1] == "nvcr.io/nvidia/vllm:26.05-py3"
+
+
+def test_an_image_missing_on_a_node_is_named_with_the_pull_to_run(cluster: list[Daemon]) -> None:
+    head, worker = cluster
+    _image(head, IMAGE_A)
+    _image(worker, "", 1, "Error: No such image: nvcr.io/nvidia/vllm:26.05-py3")
+    with pytest.raises(grpc.RpcError) as e:
+        create(head, CONTAINER_SPEC)
+    assert "docker pull nvcr.io/nvidia/vllm:26.05-py3" in str(e.value.details())
+
+
+def test_the_same_image_on_every_node_passes_and_the_ranks_run_docker(cluster: list[Daemon]) -> None:
+    head, worker = cluster
+    for d in cluster:
+        _image(d, IMAGE_A)
+    create(head, CONTAINER_SPEC)
+    for d, unit in ((head, HEAD_UNIT), (worker, WORKER_UNIT)):
+        argv = list(d.fake.systemd.units[unit].spec.argv)
+        assert argv[:2] == ["/usr/bin/docker", "run"] and "nvcr.io/nvidia/vllm:26.05-py3" in argv

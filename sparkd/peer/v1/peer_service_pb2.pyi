@@ -167,7 +167,7 @@ class ManifestEntry(_message.Message):
     def __init__(self, path: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class PreparePartResponse(_message.Message):
-    __slots__ = ("unit", "argv", "environment", "properties", "listen_ports", "busy_ports", "memory_bytes", "model_digest", "model_files", "model_config", "problems")
+    __slots__ = ("unit", "argv", "environment", "properties", "listen_ports", "busy_ports", "memory_bytes", "model_digest", "model_files", "model_config", "problems", "image_digest")
     class EnvironmentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -193,6 +193,7 @@ class PreparePartResponse(_message.Message):
     MODEL_FILES_FIELD_NUMBER: _ClassVar[int]
     MODEL_CONFIG_FIELD_NUMBER: _ClassVar[int]
     PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_DIGEST_FIELD_NUMBER: _ClassVar[int]
     unit: str
     argv: _containers.RepeatedScalarFieldContainer[str]
     environment: _containers.ScalarMap[str, str]
@@ -204,7 +205,8 @@ class PreparePartResponse(_message.Message):
     model_files: _containers.RepeatedCompositeFieldContainer[ManifestEntry]
     model_config: bytes
     problems: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, unit: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., environment: _Optional[_Mapping[str, str]] = ..., properties: _Optional[_Mapping[str, str]] = ..., listen_ports: _Optional[_Iterable[int]] = ..., busy_ports: _Optional[_Iterable[int]] = ..., memory_bytes: _Optional[int] = ..., model_digest: _Optional[str] = ..., model_files: _Optional[_Iterable[_Union[ManifestEntry, _Mapping]]] = ..., model_config: _Optional[bytes] = ..., problems: _Optional[_Iterable[str]] = ...) -> None: ...
+    image_digest: str
+    def __init__(self, unit: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., environment: _Optional[_Mapping[str, str]] = ..., properties: _Optional[_Mapping[str, str]] = ..., listen_ports: _Optional[_Iterable[int]] = ..., busy_ports: _Optional[_Iterable[int]] = ..., memory_bytes: _Optional[int] = ..., model_digest: _Optional[str] = ..., model_files: _Optional[_Iterable[_Union[ManifestEntry, _Mapping]]] = ..., model_config: _Optional[bytes] = ..., problems: _Optional[_Iterable[str]] = ..., image_digest: _Optional[str] = ...) -> None: ...
 
 class PartLogsRequest(_message.Message):
     __slots__ = ("name", "lines", "follow", "epoch")
