@@ -9,7 +9,10 @@ agent. Deployment units run as a non-root user, so the interpreter must be one t
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
+import shutil
 import stat
 import sys
 from pathlib import Path
@@ -55,30 +58,79 @@ sys.exit(main())
 """
 
 
-def _world_runnable(path: Path) -> bool:
-    """Whether a user other than root can run `path` (every directory above it searchable by others)."""
-    real = path.resolve()
-    return all(p.stat().st_mode & stat.S_IXOTH for p in (real, *real.parents))
+#: Where the lab mirrors what its non-root units import when this checkout or its environment lies under a
+#: directory other users cannot enter (a clone in /root): the sparkd package copied, the environment's
+#: site-packages hard-linked (no space used) where the filesystem allows. Rebuilt when either changes.
+MIRROR = Path(os.environ.get("SPARKD_LAB_PYTHON_DIR", "/var/cache/sparkd-lab/python"))
+
+
+def _reachable(path: Path) -> bool:
+    """Whether a user other than root can reach `path`: it and every directory above it, as written and as
+    resolved, searchable (or runnable) by others."""
+    try:
+        return all(q.stat().st_mode & stat.S_IXOTH for p in (path.absolute(), path.resolve()) for q in (p, *p.parents))
+    except OSError:
+        return False
+
+
+def _stamp(checkout: Path, site: list[Path]) -> str:
+    newest = max((f.stat().st_mtime_ns for f in (checkout / "sparkd").rglob("*.py")), default=0)
+    return json.dumps(
+        {"checkout": str(checkout), "newest": newest, "site": [(str(p), p.stat().st_mtime_ns) for p in site]}
+    )
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _mirror(checkout: Path, site: list[Path]) -> Path:
+    """MIRROR, up to date: lib/ (the sparkd package) and site/ (the environment's site-packages)."""
+    stamp = _stamp(checkout, site)
+    stamp_file = MIRROR / "stamp.json"
+    if stamp_file.exists() and stamp_file.read_text() == stamp:
+        return MIRROR
+    MIRROR.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    fresh = MIRROR.with_name(MIRROR.name + ".new")
+    shutil.rmtree(fresh, ignore_errors=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    shutil.copytree(checkout / "sparkd", fresh / "lib/sparkd", ignore=ignore)
+    for path in site:
+        shutil.copytree(
+            path, fresh / "site", symlinks=True, ignore=ignore, copy_function=_link_or_copy, dirs_exist_ok=True
+        )
+    for d in (fresh, *fresh.rglob("*")):
+        if d.is_dir() and not d.is_symlink():
+            d.chmod(0o755)
+    (fresh / "stamp.json").write_text(stamp)
+    shutil.rmtree(MIRROR, ignore_errors=True)
+    fresh.rename(MIRROR)
+    return MIRROR
 
 
 def standin_python() -> tuple[str, str]:
     """The interpreter the stand-ins run with, and the PYTHONPATH it needs ("" for none).
 
-    Deployment units run as a non-root (dynamic) user, which cannot run a Python under a root-only
-    directory (pyenv's under /root is 0700): then the distribution's python3.X of the same version runs
-    the stand-ins, with this environment's site-packages and the sparkd checkout on its path."""
-    if _world_runnable(Path(sys.executable)):
+    Deployment units run as a non-root (dynamic) user, which cannot run a Python, nor import a checkout or
+    an environment, under a root-only directory (pyenv's under /root, a clone in /root are 0700): then the
+    distribution's python3.X of the same version runs the stand-ins, with a mirror of this checkout's sparkd
+    package and of the environment's site-packages (`MIRROR`) on its path."""
+    checkout = Path(__file__).resolve().parents[2]
+    site = [Path(p) for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix)]
+    if _reachable(Path(sys.executable)) and _reachable(checkout / "sparkd/lab/standins") and all(map(_reachable, site)):
         return sys.executable, ""
     version = f"python{sys.version_info.major}.{sys.version_info.minor}"
     system = Path("/usr/bin") / version
-    if not system.exists() or not _world_runnable(system):
+    if not _reachable(system):
         raise LabError(
             f"the lab's deployment units run as a non-root user, who cannot run {sys.executable}; "
             f"install {version} (apt-get install {version}) or make a virtual environment from a Python others can run"
         )
-    site = [p for p in sys.path if p.endswith("site-packages") and p.startswith(sys.prefix)]
-    checkout = str(Path(__file__).resolve().parents[2])
-    return str(system), ":".join([checkout, *site])
+    mirror = _mirror(checkout, site)
+    return str(system), f"{mirror / 'lib'}:{mirror / 'site'}"
 
 
 def write_standins(lab_dir: Path) -> None:
