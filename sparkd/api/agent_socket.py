@@ -24,6 +24,8 @@ log = structlog.get_logger(__name__)
 
 MAX_REQUEST = 20 * 1024
 READ_TIMEOUT_S = 5.0
+#: Connections served at once; more are closed at once (a flood of idle ones must not eat the daemon's fds).
+MAX_CONNECTIONS = 8
 
 
 def peer_pid(sock: socket.socket) -> int:
@@ -37,6 +39,7 @@ class AgentSocket:
     def __init__(self, path: Path, service: LaunchAgentService, proc: Proc) -> None:
         self.path, self.service, self.proc = path, service, proc
         self.server: asyncio.Server | None = None
+        self.open = 0
 
     async def start(self) -> None:
         self.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -56,8 +59,16 @@ class AgentSocket:
         self.path.unlink(missing_ok=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.open >= MAX_CONNECTIONS:
+            writer.close()
+            return
+        self.open += 1
         try:
             unit = self.proc.unit_of(peer_pid(writer.get_extra_info("socket")))
+            if not self.service.knows(unit):  # refused before a byte is read: no one else holds a connection
+                writer.write(json.dumps(await self.service.handle(unit, None)).encode() + b"\n")
+                await writer.drain()
+                return
             try:
                 line = await asyncio.wait_for(reader.readline(), READ_TIMEOUT_S)
                 request = json.loads(line) if line.endswith(b"\n") else None
@@ -69,4 +80,5 @@ class AgentSocket:
         except (OSError, ConnectionError) as e:
             log.warning("agent.connection_failed", error=str(e)[:200])
         finally:
+            self.open -= 1
             writer.close()

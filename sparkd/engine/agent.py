@@ -13,6 +13,7 @@ Then the node's sparkd is asked, over the peer protocol, to run it as that rank'
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -37,6 +38,15 @@ class LaunchAgentService:
         self, records: Callable[[], Mapping[str, DeploymentRecord]], cluster: Cluster, launch_agent: str
     ) -> None:
         self.records, self.cluster, self.launch_agent = records, cluster, launch_agent
+        self._last_log = -1.0
+
+    def knows(self, unit: str) -> bool:
+        """Whether `unit` is the mpirun of a TensorRT-LLM deployment this node heads (its requests are read)."""
+        try:
+            self._caller(unit)
+        except AgentRefused:
+            return False
+        return True
 
     def _caller(self, unit: str) -> DeploymentRecord:
         for record in self.records().values():
@@ -68,11 +78,14 @@ class LaunchAgentService:
             if part is None:
                 planned = ", ".join(f"rank {p.rank} at {p.address}" for p in record.parts[1:]) or "none"
                 raise AgentRefused(f"{host[:64]!r} holds no rank of deployment {name} (planned: {planned})")
-            orted_command(command, self.launch_agent)
+            orted_command(command, self.launch_agent, record.assignment.master_addr)
             a = dataclasses.replace(record.assignment, rank=part.rank)
             unit_started = await self.cluster.start_part(part.node_id, record.spec, a, command)
         except (AgentRefused, OrtedRefused) as e:
-            log.warning("agent.refused", caller=unit, error=str(e)[:300])
+            now = time.monotonic()
+            if now - self._last_log >= 1.0:  # at most one a second: a flood must not push out the journal
+                self._last_log = now
+                log.warning("agent.refused", caller=unit, error=str(e)[:300])
             return {"ok": False, "error": str(e)}
         except SparkdError as e:
             log.warning("agent.failed", caller=unit, error=e.message[:300])

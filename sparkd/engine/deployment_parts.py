@@ -78,6 +78,14 @@ class DeploymentParts(DeploymentViews):
                 raise InvalidSpec.one("launch_command", str(e)) from None
         async with self.lock:
             old = self.records.get(spec.name)
+            if remote is not None and (old is None or (old.spec, old.assignment) != (spec, assignment)):
+                # Only the rank the head armed in this run (a late request from a run that was stopped since
+                # must not leave an orted, and a record, that the head no longer knows).
+                raise PreconditionFailed(
+                    f"rank {assignment.rank} of deployment {spec.name} is not armed on this node; the head's "
+                    "mpirun is from a run that has been stopped",
+                    name=spec.name,
+                )
             if old is not None and (old.spec, old.assignment) != (spec, assignment):
                 # The head re-assigned this deployment: the old part (maybe another rank) goes first.
                 await self._stop_units(old)

@@ -32,10 +32,15 @@ def cluster_gpus(status: str) -> float | None:
     return float(found.group(2)) if found else None
 
 
+#: A native `ray status` runs the framework's environment, which root need not trust (a venv a user can
+#: write): sparkd runs it as nobody, with no privileges to gain.
+AS_NOBODY = ("/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--no-new-privs")
+
+
 def status_argv(ray: str, gcs: str, container: str = "", docker: str = "/usr/bin/docker") -> list[str]:
-    """`ray status` of the cluster at `gcs`: natively, or inside the head's Ray container."""
+    """`ray status` of the cluster at `gcs`: natively as nobody, or inside the head's Ray container."""
     argv = [ray, "status", "--address", gcs]
-    return [docker, "exec", container, *argv] if container else argv
+    return [docker, "exec", container, *argv] if container else [*AS_NOBODY, *argv]
 
 
 async def wait_for_gpus(

@@ -28,10 +28,11 @@ from sparkd.engine.spec_fields import (
     name_problem,
     path_problem,
     served_problem,
+    system_dir_problem,
     validate_name,
 )
 from sparkd.errors import FieldViolation, InvalidSpec, shown
-from sparkd.model.deployment import RENDEZVOUS_PORTS, DeploymentSpec, Framework, LaunchMode
+from sparkd.model.deployment import RENDEZVOUS_PORTS, DeploymentSpec, EngineOptions, Framework, LaunchMode
 
 __all__ = ["NAME_RE", "NAME_RULE", "parse_yaml", "spec_document", "validate", "validate_name"]
 
@@ -93,7 +94,7 @@ def validate(doc: Mapping[Any, Any]) -> DeploymentSpec:
         bad.append(FieldViolation("framework", f"{what}; use one of {choices}"))
 
     model = doc.get("model")
-    if (problem := path_problem(model)) is not None:
+    if (problem := path_problem(model) or system_dir_problem(str(model))) is not None:
         bad.append(FieldViolation("model", problem))
 
     served = doc.get("served_model_name")
@@ -173,6 +174,8 @@ def validate(doc: Mapping[Any, Any]) -> DeploymentSpec:
         if key not in TOP_KEYS:
             bad.append(FieldViolation(key_path(key), known))
 
+    if runtime.container:
+        bad += _container_problems(model, engine, env)
     if framework is None:
         raise InvalidSpec(bad)
     # What only the framework knows (its methods, its flags) is checked too, on the spec as far as it is
@@ -200,6 +203,24 @@ def validate(doc: Mapping[Any, Any]) -> DeploymentSpec:
         default = spec.model if framework is Framework.TRTLLM else spec.name
         spec = dataclasses.replace(spec, served_model_name=default)
     return spec
+
+
+def _container_problems(model: object, engine: EngineOptions, env: tuple[tuple[str, str], ...]) -> list[FieldViolation]:
+    """What a container runtime cannot take: paths docker's --mount cannot say, variables of the CLI itself."""
+    from sparkd.engine.runtimes.container import env_problem, mount_problem
+
+    bad = []
+    draft = engine.speculative.model if engine.speculative else ""
+    for field, path in (("model", model), ("engine.speculative.model", draft)):
+        if isinstance(path, str) and path and (problem := mount_problem(path)) is not None:
+            bad.append(FieldViolation(field, problem))
+    for name, _ in env:
+        problem = env_problem(name)
+        if problem is None and name.startswith("LD_"):
+            problem = f"{name} would reach the docker CLI itself (which holds the docker group); set it in the image"
+        if problem is not None:
+            bad.append(FieldViolation(f"env.{name}", problem))
+    return bad
 
 
 def _has(bad: list[FieldViolation], field: str) -> bool:

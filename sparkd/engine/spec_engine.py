@@ -10,7 +10,7 @@ from typing import Any
 
 from sparkd.engine.launchers.command import unknown_placeholders
 from sparkd.engine.launchers.interfaces import MANAGED as MANAGED_ENV
-from sparkd.engine.spec_fields import bad_char, integer, key_path, path_problem, word_problem
+from sparkd.engine.spec_fields import bad_char, integer, key_path, path_problem, system_dir_problem, word_problem
 from sparkd.errors import FieldViolation, shown
 from sparkd.model.deployment import KV_CACHE_DTYPES, SPECULATIVE_METHODS, EngineOptions, Runtime, Speculative
 
@@ -118,7 +118,7 @@ def speculative(raw: object, bad: list[FieldViolation]) -> Speculative | None:
     needs_model = method in ("draft_model", "eagle", "eagle3")
     if needs_model and not model:
         bad.append(FieldViolation(f"{p}model", f"required for method {method}: the draft model's directory"))
-    elif model and (problem := path_problem(model, "the draft model's directory")) is not None:
+    elif model and (problem := path_problem(model, "the draft model's directory") or system_dir_problem(model)):
         bad.append(FieldViolation(f"{p}model", problem))
     elif model and not needs_model:
         bad.append(FieldViolation(f"{p}model", f"method {method} drafts without a model; remove it"))
@@ -139,7 +139,7 @@ def runtime(raw: object, bad: list[FieldViolation]) -> Runtime:
 
         if (problem := image_problem(image)) is not None:
             bad.append(FieldViolation("runtime.image", problem))
-    if venv and (problem := path_problem(venv, "the framework's virtual environment")) is not None:
+    if venv and (problem := path_problem(venv, "the framework's virtual environment") or system_dir_problem(venv)):
         bad.append(FieldViolation("runtime.venv", problem))
     if image and venv:
         bad.append(FieldViolation("runtime", "give image (a container) or venv (native), not both"))

@@ -114,6 +114,23 @@ def count(value: object) -> tuple[int, str | None]:
     return n, None
 
 
+#: Directories a model (or draft model, or environment) may not be in: the system's, sparkd's own (its key,
+#: its sockets), the docker socket's, and the private /tmp a deployment unit gets (which hides the host's).
+SYSTEM_DIRS = (
+    "/etc", "/root", "/run", "/var/run", "/var/lib", "/proc", "/sys", "/dev", "/boot", "/tmp", "/var/tmp",
+    "/usr/lib/sparkd",
+)  # fmt: skip
+
+
+def system_dir_problem(path: str) -> str | None:
+    """Why `path` (a valid absolute path) is one a deployment must not read or mount, or None."""
+    for d in SYSTEM_DIRS:
+        if path == d or path.startswith(d + "/"):
+            hidden = " (a unit's /tmp is its own)" if d in ("/tmp", "/var/tmp") else ""
+            return f"must not be under {d}{hidden}: put models under a directory of their own, such as /models"
+    return None
+
+
 def word_problem(value: object, what: str = "an argument") -> str | None:
     """A command-line word: a string of at most MAX_ARG_BYTES, no control or format characters, no '$'."""
     if not isinstance(value, str):

@@ -43,15 +43,17 @@ _UNIT = re.compile(r"\A[A-Za-z0-9:_.@\\-]{1,255}\.service\Z")
 
 
 def unit_of_cgroup(text: str) -> str:
-    """The systemd service a process runs in, from its /proc/PID/cgroup ("" if none): the last path
-    component ending in .service of its cgroup v2 line (or v1's name=systemd one)."""
+    """The system service a process runs in, from its /proc/PID/cgroup ("" if none): its cgroup v2 path (or
+    v1's name=systemd one) must be exactly /system.slice/NAME.service. Only root creates cgroups there; a
+    user's own manager names its units too (/user.slice/.../user@1000.service/app.slice/NAME.service), so
+    a path anywhere else, or a sub-cgroup, is no system service."""
     for line in text.splitlines():
         hierarchy, _, path = line.partition(":")[2].partition(":")
         if hierarchy not in ("", "name=systemd"):
             continue
-        for part in reversed(path.split("/")):
-            if _UNIT.fullmatch(part):
-                return part
+        parts = path.split("/")
+        if len(parts) == 3 and parts[:2] == ["", "system.slice"] and _UNIT.fullmatch(parts[2]):
+            return parts[2]
     return ""
 
 

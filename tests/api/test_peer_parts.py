@@ -113,3 +113,36 @@ def test_a_reassigned_part_replaces_the_old_one(worker: Daemon) -> None:
         )
         peer_grpc.PeerServiceStub(channel).StartPart(request, timeout=10)
     assert sorted(worker.fake.systemd.units) == ["sparkd-demo-rank2.service"]  # nothing left unwatched
+
+
+TRT = {"name": "trt", "framework": 3, "model": "/models/demo", "parallelism": {"pipeline": 2, "tensor": 1}}
+ORTED = (
+    'orted -mca ess "env" -mca ess_base_jobid "1" -mca ess_base_vpid 1 -mca ess_base_num_procs "2" '
+    '-mca orte_hnp_uri "1.0;tcp://127.0.0.1:4000" --mca plm_rsh_agent "/usr/lib/sparkd/sparkd-launch-agent" '
+    '--mca plm_rsh_no_tree_spawn "1" -mca plm "rsh"'
+)
+
+
+def start_trt(worker: Daemon, command: str = "") -> peer_pb.StartPartResponse:
+    a = peer_pb.Assignment(rank=1, nnodes=2, master_addr="127.0.0.1", master_port=29502)
+    with as_head(worker) as channel:
+        request = peer_pb.StartPartRequest(spec=TRT, assignment=a, epoch=epoch(worker), launch_command=command)
+        answer: peer_pb.StartPartResponse = peer_grpc.PeerServiceStub(channel).StartPart(request, timeout=10)
+        return answer
+
+
+def test_a_tensorrt_llm_rank_runs_only_the_orted_its_armed_part_was_asked_for(worker: Daemon) -> None:
+    with pytest.raises(grpc.RpcError) as e:  # not armed by the head in this run: nothing starts
+        start_trt(worker, ORTED)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "is not armed" in str(e.value.details())
+    assert worker.fake.systemd.units == {}
+    start_trt(worker)  # armed: a record, no unit (mpirun starts it)
+    assert worker.fake.systemd.units == {}
+    for bad in ("sh -c id", ORTED.replace("127.0.0.1:4000", "10.0.0.66:4000")):
+        with pytest.raises(grpc.RpcError) as e:
+            start_trt(worker, bad)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "launch_command" in str(e.value.details())
+    assert worker.fake.systemd.units == {}
+    answer = start_trt(worker, ORTED)
+    argv = list(worker.fake.systemd.units[answer.unit].spec.argv)
+    assert argv[0] == "/usr/bin/orted" and "--daemonize" not in argv and argv[argv.index("ess_base_vpid") + 1] == "1"

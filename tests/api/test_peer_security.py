@@ -26,7 +26,7 @@ from sparkd.peer.v1 import peer_service_pb2_grpc as peer_grpc
 from sparkd.v1 import peer_pb2, peer_service_pb2
 from tests.api.conftest import Daemon, close_all, loopback_node, peer_channel
 
-SPEC = {"name": "evil", "framework": 1, "model": "/tmp/evil", "parallelism": {"pipeline": 2, "tensor": 1}}
+SPEC = {"name": "evil", "framework": 1, "model": "/models/evil", "parallelism": {"pipeline": 2, "tensor": 1}}
 
 
 def start_request(worker: Daemon, **assignment: object) -> peer_pb.StartPartRequest:

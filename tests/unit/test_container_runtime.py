@@ -57,7 +57,7 @@ def options(name: str) -> list[str]:
         "/usr/bin/docker", "run", "--rm", "--name", name, "--pull", "never", "--init", "--stop-timeout", "30",
         "--log-driver", "none", "--network", "host", "--shm-size", "16g",
         "--ulimit", "memlock=-1:-1", "--ulimit", "stack=67108864",
-        "--gpus", "all", "--device", "/dev/infiniband", "--cap-add", "IPC_LOCK",
+        "--gpus", "all", "--device", "/dev/infiniband", "--cap-drop", "ALL", "--cap-add", "IPC_LOCK",
         "--security-opt", "no-new-privileges",
     ]  # fmt: skip
 
@@ -98,7 +98,7 @@ def test_worker_rank_golden_argv_with_a_draft_model() -> None:
         "--stop-timeout", "90",  # systemd's default TimeoutStopSec when the unit sets none
         "--log-driver", "none", "--network", "host", "--shm-size", "32g",
         "--ulimit", "memlock=-1:-1", "--ulimit", "stack=67108864",
-        "--device", "nvidia.com/gpu=all", "--device", "/dev/infiniband", "--cap-add", "IPC_LOCK",
+        "--device", "nvidia.com/gpu=all", "--device", "/dev/infiniband", "--cap-drop", "ALL", "--cap-add", "IPC_LOCK",
         "--security-opt", "no-new-privileges",
         "--mount", "type=bind,source=/models/demo,target=/models/demo,readonly",
         "--mount", "type=bind,source=/models/draft,target=/models/draft,readonly",

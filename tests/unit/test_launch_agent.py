@@ -25,12 +25,12 @@ AGENT = "/tmp/agent.sh"  # the agent the recorded commands name
 def recorded(name: str) -> str:
     """A command mpirun 4.1 (Debian 12) gave its plm_rsh_agent, as the agent receives it (joined)."""
     words = [line.rstrip("\n")[1:-1] for line in (DATA / name).read_text().splitlines()]
-    return " ".join(words[1:])
+    return " ".join(words[1:]).replace("10.99.99.1", "192.168.100.1")  # recorded with its head at .1 of a test net
 
 
 @pytest.mark.parametrize("name", ["orted-argv.txt", "orted-argv-prefix.txt"])
 def test_mpiruns_own_commands_become_a_foreground_orted(name: str) -> None:
-    words = orted_command(recorded(name), AGENT)
+    words = orted_command(recorded(name), AGENT, "192.168.100.1")
     assert words[0] == "orted" and "--daemonize" not in words
     assert words[words.index("ess_base_vpid") + 1] == "1"
     assert "PATH=/usr/bin:$PATH" not in words  # the prelude of an absolute mpirun is dropped
@@ -52,14 +52,18 @@ def test_mpiruns_own_commands_become_a_foreground_orted(name: str) -> None:
 )
 def test_anything_but_an_orted_launch_is_refused_naming_the_word(command: str, why: str) -> None:
     with pytest.raises(OrtedRefused) as e:
-        orted_command(command, AGENT)
+        orted_command(command, AGENT, "192.168.100.1")
     assert why in str(e.value)
 
 
 def test_a_process_unit_comes_from_its_cgroup() -> None:
     assert unit_of_cgroup("0::/system.slice/sparkd-demo-rank0.service\n") == "sparkd-demo-rank0.service"
-    v1 = "12:cpu:/x\n1:name=systemd:/system.slice/sparkd-a-rank0.service/payload\n"
+    v1 = "12:cpu:/x\n1:name=systemd:/system.slice/sparkd-a-rank0.service\n"
     assert unit_of_cgroup(v1) == "sparkd-a-rank0.service"
+    # A user's own systemd names its units as it likes: never taken for the system's.
+    user = "0::/user.slice/user-1000.slice/user@1000.service/app.slice/sparkd-victim-rank0.service\n"
+    assert unit_of_cgroup(user) == ""
+    assert unit_of_cgroup("0::/system.slice/sparkd-a-rank0.service/payload\n") == ""  # a sub-cgroup
     assert unit_of_cgroup("0::/user.slice/user-0.slice/session-3.scope\n") == ""
     assert unit_of_cgroup("0::/system.slice/evil\nname.service\n") == ""  # one line per hierarchy
     assert isinstance(unit_of_pid(os.getpid()), str) and unit_of_pid(2**30) == ""

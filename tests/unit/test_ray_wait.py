@@ -59,6 +59,11 @@ def test_the_gpu_total_is_read_from_the_usage_line() -> None:
 
 def test_the_status_argv_runs_natively_or_inside_the_heads_ray_container() -> None:
     assert ray_wait.status_argv("/opt/vllm/bin/ray", "192.168.100.1:29501") == [
+        "/usr/bin/setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--no-new-privs",
         "/opt/vllm/bin/ray",
         "status",
         "--address",

@@ -101,3 +101,26 @@ def test_every_seed_spec_survives_its_record_and_the_peer_protocol(key: str) -> 
 def test_the_sglang_seed_adds_the_draft_token_count_it_lacked() -> None:
     spec = parse_yaml(SEED["sglang-eagle"])
     assert spec.engine.speculative == Speculative("eagle3", "/models/eagle3-llama3.1-70b", tokens=64, steps=5, topk=8)
+
+
+@pytest.mark.parametrize(
+    "path", ["/var/run/docker.sock", "/run/sparkd", "/var/lib/sparkd", "/etc", "/root/m", "/tmp/m"]
+)
+def test_a_model_in_a_system_or_private_directory_is_refused(path: str) -> None:
+    assert "must not be under" in fields(BASE | {"model": path})["model"]
+    draft = {"engine": {"speculative": {"method": "draft_model", "model": path, "tokens": 5}}}
+    assert "must not be under" in fields(BASE | draft)["engine.speculative.model"]
+
+
+def test_a_container_spec_names_what_docker_cannot_take_instead_of_failing_later() -> None:
+    image = {"runtime": {"image": "nvcr.io/nvidia/vllm:26.05-py3"}}
+    bad = fields(BASE | image | {"model": "/models/a,b", "env": {"DOCKER_HOST": "tcp://x", "LD_PRELOAD": "/x.so"}})
+    assert "--mount" in bad["model"]
+    assert "docker CLI's own setting" in bad["env.DOCKER_HOST"] and "docker CLI itself" in bad["env.LD_PRELOAD"]
+
+
+def test_what_a_container_cannot_run_yet_is_refused_at_validation() -> None:
+    image = {"runtime": {"image": "nvcr.io/nvidia/vllm:26.05-py3"}}
+    assert "share no /tmp/ray" in fields(BASE | image | {"mode": "ray"})["runtime.image"]
+    assert "runs natively for now" in fields(BASE | image | {"framework": "trtllm"})["runtime.image"]
+    assert validate(BASE | image | {"framework": "trtllm", "parallelism": {"pipeline": 1}}).runtime.container

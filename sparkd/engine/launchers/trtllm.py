@@ -79,6 +79,14 @@ class Trtllm:
                     "--config YAML through extra_args",
                 )
             )
+        if spec.runtime.container and spec.world_size > 1:
+            bad.append(
+                FieldViolation(
+                    "runtime.image",
+                    "TensorRT-LLM across nodes runs natively for now (the launch agent and its socket are not in "
+                    "the image, and a container's mpirun is not the rank's unit); use a venv (runtime.venv)",
+                )
+            )
         if e.chunked_prefill is False:
             bad.append(FieldViolation("engine.chunked_prefill", "is off by default in trtllm-serve: leave it out"))
         return bad
@@ -139,7 +147,7 @@ class Trtllm:
     def remote_rank(self, a: Assignment, command: str, node: Node, exe: ExeLookup) -> RankUnit:
         """A worker's rank as the head's mpirun asked for it through the launch agent: its orted, checked
         (`mpi.orted_command`), in the foreground of the rank's unit. OrtedRefused for anything else."""
-        words = orted_command(command, node.launch_agent)
+        words = orted_command(command, node.launch_agent, a.master_addr)
         return RankUnit("", (exe("orted"), *words[1:]), (("MASTER_PORT", str(a.master_port)),))
 
 

@@ -35,7 +35,16 @@ class VllmRay:
     token_metric = "vllm:generation_tokens_total"
 
     def check(self, spec: DeploymentSpec) -> list[FieldViolation]:
-        return vllm.check(spec) + managed_flag_problems(spec.extra_args, RAY_MANAGED, underscores_are_dashes=True)
+        bad = vllm.check(spec) + managed_flag_problems(spec.extra_args, RAY_MANAGED, underscores_are_dashes=True)
+        if spec.runtime.container:
+            bad.append(
+                FieldViolation(
+                    "runtime.image",
+                    "vLLM on Ray runs natively for now (the head's Ray node and vllm serve would be two "
+                    "containers that share no /tmp/ray); use the native mode in a container, or a venv",
+                )
+            )
+        return bad
 
     def units(self, spec: DeploymentSpec, a: Assignment, node: Node, exe: ExeLookup) -> tuple[RankUnit, ...]:
         gcs = f"{a.master_addr}:{a.master_port}"

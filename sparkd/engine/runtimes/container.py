@@ -222,6 +222,8 @@ class ContainerRuntime:
             f"stack={STACK_BYTES}",
             *gpus,
             *rdma,
+            "--cap-drop",
+            "ALL",  # on the host's network: no NET_RAW (sniffing or spoofing the LAN and the cable) and the rest
             "--cap-add",
             "IPC_LOCK",
             "--security-opt",
