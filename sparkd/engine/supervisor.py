@@ -75,10 +75,14 @@ class Supervisor:
         sup = s.supervision
         s = dataclasses.replace(s, max_failures=self.policy.max_failures, next_restart=w.due_wall if w else 0.0)
         if s.state is DeploymentState.FAILED and sup.breaker_open:
+            # The recorded failure, not the evidence of now: every rank has been stopped (and a failed unit
+            # reset) since, so the units' states say only that sparkd stopped them.
+            f = sup.last_failure
+            last = f"rank {f.rank} on {f.node_name} failed first: {f.cause}" if f is not None else s.message
             return dataclasses.replace(
                 s,
                 message=f"circuit breaker open after {sup.failures_in_row} failures in a row, every rank stopped; "
-                f"last: {s.message}. "
+                f"last: {last}. "
                 f"Fix the cause, then `sparkctl-client deploy restart {s.name}`",
             )
         if s.state is DeploymentState.FAILED and w is not None and w.due:

@@ -57,6 +57,19 @@ except (OSError, http.client.HTTPException) as e:
 """
 
 
+def _children_by_stat(pid: int) -> list[str]:
+    """Processes whose parent is `pid`, from every /proc/N/stat (field 4, after the command's parentheses)."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[1] == str(pid):
+            kids.append(stat.parent.name)
+    return sorted(kids, key=int)
+
+
 def child_of(pid: int, timeout: float = 10) -> int:
     """The first child of `pid` (the process an `unshare --fork` or `nsenter` runs)."""
     deadline = time.monotonic() + timeout
@@ -65,6 +78,7 @@ def child_of(pid: int, timeout: float = 10) -> int:
             kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         except FileNotFoundError:
             kids = []
+        kids = kids or _children_by_stat(pid)  # where the children file is empty (seen in a fresh chroot)
         if kids:
             return int(kids[0])
         time.sleep(0.02)
