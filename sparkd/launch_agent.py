@@ -36,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(TIMEOUT_S)
             s.connect(path)
-            s.sendall(request)
+            try:
+                s.sendall(request)
+            except BrokenPipeError:
+                pass  # sparkd answered (a refusal) before it read the request: the answer is waiting
             reply = b""
             while not reply.endswith(b"\n") and len(reply) < MAX_REPLY:
                 chunk = s.recv(4096)

@@ -172,3 +172,22 @@ def test_garbage_on_the_socket_gets_a_refusal_not_a_crash(tmp_path: Path) -> Non
 
     answer = asyncio.run(scenario())
     assert answer["ok"] is False and "JSON object" in answer["error"]
+
+
+def test_a_stranger_is_answered_before_it_is_read_and_the_agent_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    service = LaunchAgentService(lambda: {"trt": record()}, Cluster(), AGENT)  # type: ignore[arg-type]
+    path = tmp_path / "a.sock"
+    monkeypatch.setenv("SPARKD_LAUNCH_AGENT_SOCKET", str(path))
+
+    async def scenario() -> int:
+        server = AgentSocket(path, service, UnitOf("sshd.service"))  # type: ignore[arg-type]
+        await server.start()
+        try:
+            return await asyncio.to_thread(agent_main, ["192.168.100.2", "orted", "-mca", "ess", "env" * 4000])
+        finally:
+            await server.stop()
+
+    assert asyncio.run(scenario()) == 1
+    assert "is not the mpirun of a TensorRT-LLM deployment" in capsys.readouterr().err
