@@ -219,7 +219,9 @@ def test_five_wrong_tokens_close_pairing(worker: Daemon) -> None:
     for _ in range(5):
         join_as(head, "a" * 20, stranger()[1])
     error = join_as(head, token, stranger()[1])  # the right token, too late
-    assert error.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAVAILABLE)
+    # Refused, or the listener is already gone, or it is stopping under the call (CANCELLED, seen on a loaded
+    # machine): never paired, as the next line shows.
+    assert error.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
     assert not head.ro.peers.ListPeers(peer_service_pb2.ListPeersRequest()).pairing.open
 
 
