@@ -8,7 +8,7 @@ import sys
 import grpc
 
 from sparkctl_client import exit_codes
-from sparkctl_client.client import Client, ClientError, default_socket
+from sparkctl_client.client import DEFAULT_SOCKET, READ_ONLY_SOCKET, Client, ClientError
 from sparkctl_client.commands import deploy, events, host, node, peer, status, version
 from sparkctl_client.commands.render import clean
 from sparkctl_client.output import to_json
@@ -18,7 +18,12 @@ from sparkd import __version__
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sparkctl-client", description="Client of the sparkd daemon")
     p.add_argument("--version", action="version", version=f"sparkctl-client {__version__}")
-    p.add_argument("--socket", default=None, help=f"admin socket (default $SPARKD_SOCKET or {default_socket()})")
+    p.add_argument(
+        "--socket",
+        default=None,
+        help=f"the daemon's socket (default $SPARKD_SOCKET, else {DEFAULT_SOCKET}; a user who is neither root nor "
+        f"in the group sparkd gets the read-only {READ_ONLY_SOCKET}, which serves status, plans and events)",
+    )
     p.add_argument("-o", "--output", choices=["table", "json"], default="table", help="output format")
     sub = p.add_subparsers(dest="noun", required=True)
     for module in (status, node, host, peer, deploy, events, version):

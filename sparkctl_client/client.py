@@ -21,6 +21,8 @@ from sparkd.v1 import (
 )
 
 DEFAULT_SOCKET = "/run/sparkd/sparkd.sock"
+#: The read-only socket beside it (status, plans, events): for any local user.
+READ_ONLY_SOCKET = "/run/sparkd/sparkd-ro.sock"
 #: Reconnect within 2 s of the daemon coming back (grpc's default backoff grows to 120 s).
 CHANNEL_OPTIONS = [
     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -31,7 +33,14 @@ M = TypeVar("M", bound=Message)
 
 
 def default_socket() -> str:
-    return os.environ.get("SPARKD_SOCKET") or DEFAULT_SOCKET
+    """$SPARKD_SOCKET; else the admin socket, or for a user who may not use it (neither root nor in the group
+    sparkd: connecting needs write access to the socket) the read-only socket, so `status` works for anyone."""
+    chosen = os.environ.get("SPARKD_SOCKET")
+    if chosen:
+        return chosen
+    if os.path.exists(DEFAULT_SOCKET) and not os.access(DEFAULT_SOCKET, os.W_OK) and os.path.exists(READ_ONLY_SOCKET):
+        return READ_ONLY_SOCKET
+    return DEFAULT_SOCKET
 
 
 class ClientError(Exception):

@@ -7,22 +7,24 @@ carries `version = 1`; `migrate()` will turn older versions into the current one
 sparkd runs as root and trusts nothing it reads: every value is range-checked (finite,
 positive timers; ports; subnets with room for this node; absolute paths; no control
 characters; bounded lengths), and a missing or oversized file is an error, not a default.
+The typed, bounded reading of each table is `sparkd.config_read.Reader`'s.
+
+Every key is documented, commented out at its default, in packaging/sparkd.toml (the file the package
+installs as /etc/sparkd/sparkd.toml); tests/unit/test_conffile.py keeps the two in step.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import math
 import posixpath
 import re
 import socket
 import tomllib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from sparkd import accounts
+from sparkd.config_read import Reader
 from sparkd.errors import ConfigError
 from sparkd.files import NotARegularFile, read_regular
 
@@ -30,13 +32,12 @@ CURRENT_VERSION = 1
 SUBNET_A = ipaddress.IPv4Network("192.168.100.0/24")
 SUBNET_B = ipaddress.IPv4Network("192.168.101.0/24")
 DEFAULT_PATH = "/etc/sparkd/sparkd.toml"
-EXAMPLE = "docs/examples/sparkd.toml"
+# The package's pristine copy of the config file it installs (packaging/sparkd.toml in the source).
+EXAMPLE = "/usr/share/doc/sparkd/examples/sparkd.toml"
+RESTORE = "apt install --reinstall -o Dpkg::Options::=--force-confmiss sparkd"
 MAX_FILE_BYTES = 1024 * 1024
-MAX_STRING = 4096  # any string value, paths included (PATH_MAX)
 NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,63}")
 GROUP_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
-# C0 controls, DEL and C1 controls: never legitimate in a path, name or address.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 HEARTBEAT_MIN_S, HEARTBEAT_MAX_S, TIMEOUT_MAX_S = 0.1, 60.0, 600.0
 # Address ranges a cluster interconnect must never use.
 _RESERVED = (
@@ -149,93 +150,6 @@ class Config:
         return self.interconnect.address(self.interconnect.subnet_a, index)
 
 
-class _Reader:
-    """Reads one TOML table, recording which keys were used so the rest can be refused."""
-
-    def __init__(self, path: str, prefix: str, table: Mapping[str, Any]) -> None:
-        self.path, self.prefix, self.table = path, prefix, table
-        self.used: set[str] = set()
-
-    def _name(self, key: str) -> str:
-        # A quoted TOML key may hold control characters: never echo them raw to a terminal.
-        return f"{self.prefix}{key}" if not _CONTROL.search(key) else f"{self.prefix}{key!r}"
-
-    def error(self, key: str, description: str) -> ConfigError:
-        return ConfigError(self.path, self._name(key), description)
-
-    def get(self, key: str, kind: type, default: Any) -> Any:
-        self.used.add(key)
-        if key not in self.table:
-            return default
-        value = self.table[key]
-        ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value, ok = float(value), True
-        if not ok:
-            raise self.error(key, f"must be a {kind.__name__}, got {type(value).__name__}")
-        if kind is str:
-            if _CONTROL.search(value):
-                raise self.error(key, "must not contain NUL or other control characters; remove them")
-            if len(value) > MAX_STRING:
-                raise self.error(key, f"is too long ({len(value)} characters; at most {MAX_STRING})")
-        return value
-
-    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
-        value: str = self.get(key, str, default)
-        if value not in choices:
-            raise self.error(key, f"must be one of {', '.join(choices)}; got {value!r}")
-        return value
-
-    def path_value(self, key: str, default: str, *, optional: bool = False) -> str:
-        """An absolute path (or, if `optional`, the empty string for "not set")."""
-        value: str = self.get(key, str, default)
-        if optional and value == "":
-            return value
-        if not value.startswith("/"):
-            unset = ", or empty to leave it unset" if optional else ""
-            raise self.error(key, f"must be an absolute path (starting with /){unset}; got {value!r}")
-        if ".." in value.split("/"):
-            # Paths are mapped under the sysroot; ".." would step out of it.
-            raise self.error(key, f"must not contain '..' components; write the path out in full, got {value!r}")
-        return value
-
-    def label(self, key: str, default: str, pattern: re.Pattern[str], what: str) -> str:
-        """A name matched in full against `pattern` (re.fullmatch: no trailing newline slips through)."""
-        value: str = self.get(key, str, default)
-        if pattern.fullmatch(value) is None:
-            source = "" if key in self.table else " (the default)"
-            raise self.error(key, f"must be {what}; got {value!r}{source}; set it in the config file")
-        return value
-
-    def seconds(self, key: str, default: float, low: float, high: float) -> float:
-        """A finite number of seconds in [low, high]."""
-        value: float = self.get(key, float, default)
-        if not math.isfinite(value):
-            raise self.error(key, f"must be a finite number of seconds, got {value}; use e.g. {default}")
-        if not low <= value <= high:
-            raise self.error(key, f"must be between {low} and {high} seconds, got {value}; use e.g. {default}")
-        return value
-
-    def network(self, key: str, default: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
-        text = self.get(key, str, str(default))
-        try:
-            return ipaddress.IPv4Network(text)
-        except ValueError as e:
-            raise self.error(key, f"must be an IPv4 network like 192.168.100.0/24 ({e})") from e
-
-    def sub(self, key: str) -> _Reader:
-        self.used.add(key)
-        table = self.table.get(key, {})
-        if not isinstance(table, dict):
-            raise self.error(key, "must be a table")
-        return _Reader(self.path, f"{self.prefix}{key}.", table)
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.table) - self.used)
-        if unknown:
-            raise self.error(unknown[0], "unknown key; remove it or check its spelling")
-
-
 def _check_subnet(path: str, name: str, subnet: ipaddress.IPv4Network, index: int) -> None:
     """`subnet` may carry the interconnect and has a usable host address for this node and for one peer."""
     for reserved, what in _RESERVED:
@@ -255,18 +169,29 @@ def _check_subnet(path: str, name: str, subnet: ipaddress.IPv4Network, index: in
 
 def parse(text: str, path: str = "<config>") -> Config:
     """Parses and validates a config document. Raises ConfigError naming the bad field."""
+    return _read(text, path)[0]
+
+
+def accepted_keys() -> list[str]:
+    """Every key parse() reads, dotted (`peer.port`), sorted: the keys packaging/sparkd.toml documents."""
+    # A node name of its own, so that the answer does not depend on this machine's host name.
+    return _read('[node]\nname = "spark1"\n', "<config>")[1].keys()
+
+
+def _read(text: str, path: str) -> tuple[Config, Reader]:
+    """The config, and the reader of its top-level table (which knows every key it read)."""
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(path, "(file)", f"not valid TOML: {e}") from e
-    root = _Reader(path, "", doc)
+    root = Reader(path, "", doc)
     version = root.get("version", int, CURRENT_VERSION)
     if version != CURRENT_VERSION:
         raise ConfigError(path, "version", f"unsupported config version {version}; this sparkd reads {CURRENT_VERSION}")
 
     n = root.sub("node")
     # Optional: pairing fixes the role and index; a config file pins them only for tests and labs.
-    role = n.choice("role", ("head", "worker"), "head") if "role" in n.table else ""
+    role = n.choice("role", ("head", "worker"), "head") if n.has("role") else ""
     index = n.get("index", int, 0 if role == "head" else None)
     if index is not None and not role:
         raise ConfigError(path, "node.index", "is pinned only together with node.role; remove it (pairing sets it)")
@@ -376,10 +301,10 @@ def parse(text: str, path: str = "<config>") -> Config:
     )
     root.finish()
     check_socket_paths(config, path)
-    return config
+    return config, root
 
 
-def _framework_user(f: _Reader) -> str:
+def _framework_user(f: Reader) -> str:
     user: str = f.get("user", str, FrameworksConfig.user)
     problem = accounts.user_problem(user)
     if problem:
@@ -387,7 +312,7 @@ def _framework_user(f: _Reader) -> str:
     return user
 
 
-def _framework_groups(f: _Reader, socket_group: str) -> tuple[str, ...]:
+def _framework_groups(f: Reader, socket_group: str) -> tuple[str, ...]:
     groups = f.get("groups", list, [])
     for group in groups:
         problem = accounts.group_problem(group, socket_group)
@@ -421,7 +346,10 @@ def load(path: str | Path) -> Config:
         data, _ = read_regular(Path(p), MAX_FILE_BYTES)
     except FileNotFoundError as e:
         raise ConfigError(
-            p, "(file)", f"config file not found; install one (see {EXAMPLE}) or pass --config PATH"
+            p,
+            "(file)",
+            f"config file not found; restore the packaged one with `{RESTORE}`, or copy {EXAMPLE} "
+            "(packaging/sparkd.toml in a source tree) to it, or pass --config PATH",
         ) from e
     except NotARegularFile as e:
         raise ConfigError(p, "(file)", "not a regular file; pass --config PATH to a TOML file") from e

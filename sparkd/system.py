@@ -48,6 +48,7 @@ from sparkd.peer.parts import PeerCluster
 from sparkd.peer.route_guard import RouteGuard
 from sparkd.peer.stack import Discoverer, PeerStack
 from sparkd.peer.tls import KeyPair
+from sparkd.watchdog import Watchdog, notify
 
 log = structlog.get_logger(__name__)
 
@@ -203,6 +204,11 @@ class System:
         await self.loop.observe_links()
         await self.peer.changed()
 
+    def _stalled(self) -> str | None:
+        """Why the watchdog must not be fed now (`Watchdog.check`): a probe of the state loop is stuck."""
+        probes = self.loop.stalled()
+        return f"state loop stalled: {', '.join(probes)}" if probes else None
+
     def _link_changed(self) -> None:
         self.loop.poke("links")
         self.peer.link_changed()
@@ -257,17 +263,13 @@ class System:
             socket=str(self.admin_socket),
             deployments=names,
         )
-        _notify(f"READY=1\nSTATUS=serving on {self.admin_socket}; {len(names)} deployment(s)")
-        await stop.wait()
-        _notify("STOPPING=1\nSTATUS=stopping")
+        notify(f"READY=1\nSTATUS=serving on {self.admin_socket}; {len(names)} deployment(s)")
+        watchdog = Watchdog(self._stalled)  # fed from this loop while the state loop makes progress
+        watchdog.start()
+        try:
+            await stop.wait()
+        finally:
+            await watchdog.stop()
+        notify("STOPPING=1\nSTATUS=stopping")
         log.info("sparkd.stopping")
         await self.stop()
-
-
-def _notify(state: str) -> None:
-    """sd_notify; a no-op outside systemd."""
-    try:
-        from systemd import daemon
-    except ImportError:
-        return
-    daemon.notify(state)

@@ -1,6 +1,7 @@
 """Shared test fixtures: markers by path, root/netns detection and the root-namespace leak guard.
 
-Every test under tests/integration is marked `netns`, every test under tests/e2e `lab` and `netns`,
+Every test under tests/integration is marked `netns`, every test under tests/e2e `lab` and `netns`, and
+every test under tests/packaging `deb` (it builds the packages, downloading wheels from PyPI),
 by path (so `pytest -m "not netns and not lab"` runs neither). A test so marked is skipped at setup
 when this machine has no root or no `ip netns`; that is probed once, and only when such a test runs:
 a run that deselects them creates no namespace and needs no root.
@@ -40,7 +41,7 @@ table inet {GUARD_TABLE} {{
 
 TESTS = Path(__file__).parent
 #: The markers every test under tests/DIR gets, by DIR.
-MARKERS_BY_DIR = {"integration": ("netns",), "e2e": ("lab", "netns")}
+MARKERS_BY_DIR = {"integration": ("netns",), "e2e": ("lab", "netns"), "packaging": ("deb",)}
 #: Tests with any of these markers need root and network namespaces.
 NEEDS_NETNS = ("netns", "lab")
 
@@ -58,7 +59,7 @@ def have_netns() -> bool:
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
-    """Marks the tests under tests/integration and tests/e2e by path (before `-m` selects)."""
+    """Marks the tests under tests/integration, tests/e2e and tests/packaging by path (before `-m` selects)."""
     try:
         top = item.path.relative_to(TESTS).parts[0]
     except (ValueError, IndexError):

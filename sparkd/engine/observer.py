@@ -8,11 +8,17 @@ says so once in the log (repeats are suppressed). `poke()` runs a probe at once 
 deployment starts a unit, say), and `after_round` lets the deployment manager turn new
 evidence into deployment states and events. Intervals are chosen for an idle daemon's cost
 (`benchmarks/status_load.py`): the unit probe is one D-Bus call for every unit.
+
+`stalled()` is the loop's own liveness, for the systemd watchdog (`sparkd.watchdog`): every step is
+bounded by its timeouts, so a task that ended or a step that has run for far longer than any step may
+take is stuck, and only a restart ends it. A failing probe is not stalled: it finishes its steps (and
+says why it fails), and a restart would not cure D-Bus, NVML or a framework.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -24,6 +30,9 @@ from sparkd.host.protocols import Host
 from sparkd.model.observed import ServingEvidence, Snapshot
 
 log = structlog.get_logger(__name__)
+
+#: A step running longer than this (at least; see `StateLoop.stall_after`) is stuck, not slow.
+STALL_AFTER = 60.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,11 @@ class StateLoop:
         self._wake: dict[str, asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._failing: dict[str, str] = {}
+        self._busy: dict[str, float] = {}  # probe -> when (time.monotonic()) the step it is in began
+        i = self.intervals
+        # The longest a step may take: the serving probe asks up to 4 requests in a row (serving.probe),
+        # the GPU probe waits gpu_timeout, the others one timeout. Five times that, and never under a minute.
+        self.stall_after = max(STALL_AFTER, 5 * max(i.timeout, 4 * i.serving_timeout, i.gpu_timeout))
 
     # --- the probes ---------------------------------------------------------------------------
 
@@ -144,7 +158,9 @@ class StateLoop:
         wake = self._wake[name]
         while True:
             wake.clear()  # before the step: a poke that arrives during it runs the probe again
+            self._busy[name] = time.monotonic()
             await self._step(name, probe)
+            del self._busy[name]
             try:
                 await asyncio.wait_for(wake.wait(), interval)
             except TimeoutError:
@@ -161,8 +177,17 @@ class StateLoop:
             if name in self._wake:
                 self._wake[name].set()
 
+    def stalled(self, after: float | None = None) -> tuple[str, ...]:
+        """The probes that make no progress: their task ended (it never does while the loop runs), or their
+        step (one round, well or failing) began more than `after` seconds ago (`stall_after` by default)."""
+        limit = self.stall_after if after is None else after
+        now = time.monotonic()
+        ended = [t.get_name().removeprefix("probe-") for t in self._tasks if t.done()]
+        return tuple(ended + [name for name, began in self._busy.items() if now - began > limit])
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        self._busy.clear()

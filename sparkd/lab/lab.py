@@ -313,6 +313,24 @@ def reboot(node: str, log: Callable[[str], None] = print) -> str:
     return boot_id
 
 
+def stop_daemon(node: str) -> None:
+    """Stops `node`'s sparkd and nothing else (its deployments' units stay up), for example to let another
+    build of sparkd serve the node from the same config and state (tests/e2e/test_deb_install.py)."""
+    asyncio.run(_each_on_systemd(DbusSystemd.stop, [daemon_unit(node)]))
+
+
+def start_daemon(node: str) -> None:
+    """Starts `node`'s sparkd again after `stop_daemon`, and returns once it answers."""
+    asyncio.run(_each_on_systemd(DbusSystemd.start, [_daemon_unit_spec(node)]))
+    client = Client(str(admin_socket(node)))
+    try:
+        _wait(
+            f"sparkd on {node}", 30, lambda: client.call(client.node.GetVersion, node_service_pb2.GetVersionRequest())
+        )
+    finally:
+        client.close()
+
+
 def _records(node: str) -> list[tuple[str, str, int]]:
     """(deployment, served model name, rank) of each deployment record on `node` (the lab's own files; an
     unreadable record is left out)."""
