@@ -5,8 +5,10 @@ them, and depends on its system's Python. Installing them is tests/e2e/test_deb_
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -98,3 +100,13 @@ def test_the_package_installs_what_an_operator_looks_for(target: str, tmp_path: 
     assert fields["Version"] == f"0.1.0-1{t.version_suffix}"
     assert fields["Depends"].split(", ")[:2] == [f"python{t.python}", "python3-systemd"]
     assert "pip" not in fields["Depends"] and "gcc" not in fields["Depends"]
+
+
+def test_the_same_checkout_builds_the_same_bytes(tmp_path: Path) -> None:
+    """Reproducible: modes and times normalised to the commit's, no time in the gzip and xz streams."""
+    first = debs.build("debian12-amd64")
+    again = tmp_path / "again"
+    subprocess.run([str(debs.BUILD_DEB), "--target", "debian12-amd64", "--out", str(again)], check=True, timeout=900)
+    (second,) = again.glob("*.deb")
+    assert second.name == first.name
+    assert hashlib.sha256(second.read_bytes()).digest() == hashlib.sha256(first.read_bytes()).digest()
