@@ -34,7 +34,6 @@ UNIT = "sparkd.service"
 DROPIN = Path("/run/systemd/system/sparkd.service.d/50-test.conf")
 OWN_NETNS = "sparkd-deb"
 CLI = "/usr/bin/sparkctl-client"
-STATE: dict[str, object] = {}  # what one test hands the next (the tests run in this order)
 
 
 def sh(*argv: str, check: bool = True, timeout: float = 300, **kw: object) -> subprocess.CompletedProcess[str]:
@@ -95,7 +94,8 @@ def ensure_started() -> None:
 
 
 @pytest.fixture(scope="module")
-def package_lab(mgmt_capture: MgmtCapture) -> Iterator[None]:
+def package_lab(mgmt_capture: MgmtCapture) -> Iterator[tuple[Path, Path]]:
+    """A two-node lab, and the packages of revisions 1 and 2 for this machine; purges sparkd at the end."""
     if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
         pytest.skip("needs apt-get and dpkg-deb (Debian or Ubuntu)")
     if installed():
@@ -103,11 +103,11 @@ def package_lab(mgmt_capture: MgmtCapture) -> Iterator[None]:
     target = debs.host_target()
     if target is None:
         pytest.skip("no sparkd package is built for this system (packaging/targets.py)")
-    STATE["old"], STATE["new"] = debs.build(target, 1), debs.build(target, 2)
+    packages = debs.build(target, 1), debs.build(target, 2)
     with lab_up(mgmt_capture, __name__):
         sh("ip", "netns", "add", OWN_NETNS)
         try:
-            yield
+            yield packages
         finally:
             if installed() or sh("dpkg-query", "-W", "sparkd", check=False).returncode == 0:
                 apt("purge", "sparkd")
@@ -118,11 +118,20 @@ def package_lab(mgmt_capture: MgmtCapture) -> Iterator[None]:
                 lab_mod.start_daemon("spark1")
 
 
-def test_install_enables_and_starts_a_daemon_that_answers_every_user(
-    package_lab: None, capsys: pytest.CaptureFixture[str]
+def test_the_package_installs_upgrades_with_a_deployment_serving_removes_and_purges(
+    package_lab: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """One test, four phases in order: each starts where the one before left the machine."""
+    old, new = package_lab
+    install_enables_and_starts_a_daemon_that_answers_every_user(old, capsys)
+    the_daemon_feeds_the_watchdog_and_a_wedged_one_is_restarted()
+    ranks = an_upgrade_keeps_config_key_and_pairing_and_never_restarts_a_deployment(new)
+    remove_leaves_the_deployments_running_and_purge_leaves_nothing(ranks)
+
+
+def install_enables_and_starts_a_daemon_that_answers_every_user(old: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_dropin(OWN_NETNS)  # before the install: postinst may start the unit
-    out = apt("install", str(STATE["old"]))
+    out = apt("install", str(old))
     assert "Setting up sparkd (0.1.0-1" in out.stdout, out.stdout
     assert sh("systemctl", "is-enabled", UNIT).stdout.strip() == "enabled"
     ensure_started()
@@ -147,7 +156,7 @@ def debs_unit_dir() -> str:
     return str(debs.packaging_module("targets")["TARGETS"][debs.host_target()].unit_dir)
 
 
-def test_the_daemon_feeds_the_watchdog_and_a_wedged_one_is_restarted(package_lab: None) -> None:
+def the_daemon_feeds_the_watchdog_and_a_wedged_one_is_restarted() -> None:
     write_dropin(OWN_NETNS, "WatchdogSec=2s\nTimeoutAbortSec=2s\n")
     sh("systemctl", "restart", UNIT)
     first = show(UNIT, "MainPID")
@@ -171,7 +180,8 @@ def host_pids(unit: str) -> list[str]:
     return []
 
 
-def test_an_upgrade_keeps_config_key_and_pairing_and_never_restarts_a_deployment(package_lab: None) -> None:
+def an_upgrade_keeps_config_key_and_pairing_and_never_restarts_a_deployment(new: Path) -> dict[str, str]:
+    """Returns the deployment's ranks' MainPIDs, unchanged by the upgrade."""
     # The installed daemon takes over lab node spark1 (the head): its config, its state, its namespace.
     lab_mod.stop_daemon("spark1")
     config = (lab_mod.node_dir("spark1") / "sparkd.toml").read_bytes()
@@ -187,7 +197,7 @@ def test_an_upgrade_keeps_config_key_and_pairing_and_never_restarts_a_deployment
     key = (lab_mod.sysroot("spark1") / "var/lib/sparkd/node.key").read_bytes()
     daemon = show(UNIT, "MainPID")
 
-    out = apt("install", str(STATE["new"]))
+    out = apt("install", str(new))
     assert "Unpacking sparkd (0.1.0-2" in out.stdout, out.stdout
     if not policy_allows("restart"):
         sh("systemctl", "restart", UNIT)  # the operator's step where policy-rc.d keeps postinst from it
@@ -197,7 +207,7 @@ def test_an_upgrade_keeps_config_key_and_pairing_and_never_restarts_a_deployment
     assert (lab_mod.sysroot("spark1") / "var/lib/sparkd/node.key").read_bytes() == key
     wait("demo READY again", lambda: '"DEPLOYMENT_STATE_READY"' in sh(*cli, "-o", "json", "status").stdout)
     assert deployment_pids() == ranks, "a deployment's unit was restarted by the upgrade"
-    STATE["ranks"] = ranks
+    return ranks
 
 
 def peer_connected(cli: list[str]) -> bool:
@@ -213,14 +223,14 @@ def deployment_pids() -> dict[str, str]:
     return {name: show(name, "MainPID") for name in names}
 
 
-def test_remove_leaves_the_deployments_running_and_purge_leaves_nothing(package_lab: None) -> None:
+def remove_leaves_the_deployments_running_and_purge_leaves_nothing(ranks: dict[str, str]) -> None:
     files = sh("dpkg-query", "-L", "sparkd").stdout.split()
     apt("remove", "sparkd")
     if not policy_allows("stop"):
         assert show(UNIT, "ActiveState") == "active", "policy-rc.d said no, yet sparkd was stopped"
         sh("systemctl", "stop", UNIT)  # the operator's step where policy-rc.d keeps prerm from it
     assert show(UNIT, "ActiveState") != "active"
-    assert deployment_pids() == STATE["ranks"], "removing sparkd stopped a deployment"
+    assert deployment_pids() == ranks, "removing sparkd stopped a deployment"
     assert Path("/etc/sparkd/sparkd.toml").exists(), "remove keeps the config"
     out = apt("purge", "sparkd")
     assert "/var/lib/sparkd/node.key" in out.stderr + out.stdout, "purge says where the node key was"
@@ -235,18 +245,7 @@ def test_remove_leaves_the_deployments_running_and_purge_leaves_nothing(package_
     assert not installed() and sh("dpkg-query", "-W", "sparkd", check=False).returncode != 0
     # The lab's own daemon serves spark1 again and takes the deployment down.
     lab_mod.start_daemon("spark1")
-    sh(
-        sys.executable,
-        "-m",
-        "sparkd",
-        "lab",
-        "exec",
-        "spark1",
-        "--",
-        "sparkctl-client",
-        "deploy",
-        "down",
-        "demo",
-        cwd=ROOT,
-    )
+    lab_cli = [sys.executable, "-m", "sparkctl_client", "--socket", str(lab_mod.admin_socket("spark1"))]
+    wait("spark2 connected to the lab's daemon again", lambda: peer_connected(lab_cli))
+    sh(*lab_cli, "deploy", "down", "demo", cwd=ROOT)
     assert sh("systemctl", "list-units", "--plain", "--no-legend", "sparkd-demo-*").stdout.strip() == ""
