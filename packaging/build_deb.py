@@ -62,13 +62,28 @@ def download(target: Target, into: Path) -> list[Path]:
     return sorted(into.glob("*.whl"))
 
 
+def source_files() -> list[str]:
+    """The files of sparkd's wheel: git's tracked files of the two packages (their working-tree contents), so
+    a stray file in the checkout never lands in the package; without git, every file but bytecode."""
+    tracked = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "-z", "--", "sparkd", "sparkctl_client"], capture_output=True
+    )  # fmt: skip
+    if tracked.returncode == 0 and tracked.stdout:
+        return [f for f in tracked.stdout.decode().split("\0") if f and (REPO / f).is_file()]
+    return [
+        str(p.relative_to(REPO))
+        for part in ("sparkd", "sparkctl_client")
+        for p in (REPO / part).rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    ]
+
+
 def sparkd_wheel(into: Path) -> Path:
     """sparkd's own (pure Python) wheel, from this checkout, with the build environment's setuptools."""
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "src"
-        for part in ("sparkd", "sparkctl_client"):
-            shutil.copytree(REPO / part, src / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        for name in ("pyproject.toml", "README.md"):
+        for name in [*source_files(), "pyproject.toml", "README.md"]:
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(REPO / name, src / name)
         pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(into), str(src))
     (found,) = into.glob("sparkd-*.whl")
@@ -100,10 +115,13 @@ def write_venv(target: Target, root: Path) -> None:
     for script in bin_dir.iterdir():  # the wheels' own console scripts: only sparkd's programs are offered
         script.unlink()
     (bin_dir / "python3").symlink_to(f"../../../../bin/python{target.python}")
+    # No system site packages: the root daemon imports only the pinned wheels and, of the distribution's
+    # packages, python3-systemd alone (it ships no wheels), through one link into its directory.
     (venv / "pyvenv.cfg").write_text(
-        f"home = /usr/bin\ninclude-system-site-packages = true\nversion = {target.python}\n"
+        f"home = /usr/bin\ninclude-system-site-packages = false\nversion = {target.python}\n"
         f"executable = /usr/bin/python{target.python}\n"
     )
+    (root / target.site_packages() / "systemd").symlink_to("../../../../../python3/dist-packages/systemd")
     for name, module in ENTRY_POINTS.items():
         script = bin_dir / name
         script.write_text(f"#!{VENV}/bin/python3 -I\nimport sys\n\nfrom {module} import main\n\nsys.exit(main())\n")
@@ -145,7 +163,7 @@ def normalize(root: Path, epoch: int) -> None:
     the maintainer scripts, 0644 for everything else (the wheels' modes vary: protobuf's modules are 0755,
     and shared objects must not be executable); a rebuild of the same commit gives the same files."""
     programs = root / VENV.lstrip("/") / "bin"
-    for path in sorted(root.rglob("*"), reverse=True):
+    for path in [*sorted(root.rglob("*"), reverse=True), root]:
         if path.is_symlink():
             os.utime(path, (epoch, epoch), follow_symlinks=False)
             continue
@@ -216,22 +234,22 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not 1 <= args.revision <= 999:
         p.error(f"--revision must be from 1 to 999, got {args.revision}")
-    work = REPO / "build/deb-work"
-    if args.command == "lock":
-        lock(work)
-        return 0
-    epoch = source_date_epoch() or 1
-    docs = work / "docs"
-    shutil.rmtree(docs, ignore_errors=True)
-    env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}  # the pages' date: the commit's
-    subprocess.run([sys.executable, str(HERE / "gen_docs.py"), str(docs)], check=True, cwd=REPO, env=env)
-    own = sparkd_wheel(work / "own")
-    try:
+    (REPO / "build").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(
+        prefix="deb-work-", dir=REPO / "build"
+    ) as tmp:  # one per build: builds may run side by side
+        work = Path(tmp)
+        if args.command == "lock":
+            lock(work)
+            return 0
+        epoch = source_date_epoch() or 1
+        docs = work / "docs"
+        env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}  # the pages' date: the commit's
+        subprocess.run([sys.executable, str(HERE / "gen_docs.py"), str(docs)], check=True, cwd=REPO, env=env)
+        own = sparkd_wheel(work / "own")
         for target in TARGETS.values() if args.target == "all" else [TARGETS[args.target]]:
             deb = build(target, args.revision, args.out.resolve(), work, docs, own, epoch)
             print(f"{deb}  ({target.system})")
-    finally:
-        own.unlink()
     return 0
 
 

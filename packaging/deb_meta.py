@@ -57,23 +57,50 @@ def gzip_to(src: Path, dest: Path) -> None:
 
 
 def _commit() -> str:
+    """The commit built, and whether the checkout's tracked files differ from it."""
     found = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return found.stdout.strip() if found.returncode == 0 else "unknown"
+    if found.returncode != 0:
+        return "unknown"
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"], capture_output=True
+    )
+    return found.stdout.strip() + (", with local changes" if dirty.stdout.strip() else "")
 
 
-def _bundled(target: Target, root: Path) -> list[tuple[str, str, str]]:
-    """(name, version, license) of every distribution in the private environment, from its METADATA."""
+#: Metadata license names that are not SPDX identifiers, and theirs.
+SPDX = {"3-Clause BSD License": "BSD-3-Clause", "MIT License": "MIT", "Apache Software License": "Apache-2.0"}
+
+
+def _top(site: Path, recorded: str) -> str:
+    """What a library owns of a path in its RECORD: its top-level module or package, or for a namespace
+    package (google/, no __init__.py, shared by protobuf and googleapis-common-protos) the one below it;
+    "" for a path outside site-packages (the wheels' scripts, not shipped)."""
+    parts = recorded.split("/")
+    if not parts[0] or parts[0] == "..":
+        return ""
+    namespace = (site / parts[0]).is_dir() and not (site / parts[0] / "__init__.py").exists()
+    if len(parts) > 2 and namespace and not parts[0].endswith(".dist-info"):
+        return "/".join(parts[:2])
+    return parts[0]
+
+
+def _bundled(target: Target, root: Path) -> list[tuple[str, str, str, list[str], str]]:
+    """(name, version, license, top-level paths) of every library in the private environment, from its
+    METADATA (License-Expression, else License, else the classifiers) and its RECORD."""
+    site = root / target.site_packages()
     found = []
-    for meta in sorted((root / target.site_packages()).glob("*.dist-info/METADATA")):
-        msg = email.parser.Parser().parsestr(meta.read_text(errors="replace"), headersonly=True)
-        licence = msg.get("License-Expression") or ""
-        if not licence:
+    for info in sorted(site.glob("*.dist-info")):
+        msg = email.parser.Parser().parsestr((info / "METADATA").read_text(errors="replace"), headersonly=True)
+        licence = msg.get("License-Expression") or (msg.get("License") or "").strip()
+        if not licence or len(licence) > 60 or "\n" in licence:
             classifiers = [
                 c.rsplit("::", 1)[1].strip() for c in msg.get_all("Classifier", []) if c.startswith("License")
             ]
-            short = (msg.get("License") or "").strip()
-            licence = " or ".join(classifiers) or (short if short and len(short) < 60 and "\n" not in short else "")
-        found.append((str(msg["Name"]), str(msg["Version"]), licence or "see its license files"))
+            licence = " OR ".join(SPDX.get(c, c) for c in classifiers)
+        tops = {_top(site, line.split(",", 1)[0]) for line in (info / "RECORD").read_text().splitlines() if line}
+        tops.discard("")
+        name, version = str(msg["Name"]), str(msg["Version"])
+        found.append((name, version, SPDX.get(licence, licence) or "unknown", sorted(tops), info.name))
     return found
 
 
@@ -86,8 +113,8 @@ def write_docs(target: Target, root: Path, version: str, epoch: int) -> None:
     changelog = doc / "changelog.Debian"
     changelog.write_text(
         f"sparkd ({version}) {suite}; urgency=medium\n\n"
-        f"  * Built by packaging/build-deb from sparkd {upstream_version()} (commit {_commit()}) for\n"
-        f"    {target.system}.\n\n -- {maintainer()}  {date}\n"
+        f"  * Built by packaging/build-deb from sparkd {upstream_version()},\n    commit {_commit()},\n"
+        f"    for {target.system}.\n\n -- {maintainer()}  {date}\n"
     )
     gzip_to(changelog, doc / "changelog.Debian.gz")
     changelog.unlink()
@@ -98,12 +125,14 @@ def write_docs(target: Target, root: Path, version: str, epoch: int) -> None:
         "Files: *\nCopyright: 2026 sparkd developers\nLicense: Apache-2.0\n On Debian systems the full text of the "
         "Apache License 2.0 is in\n /usr/share/common-licenses/Apache-2.0.\n",
     ]
-    for name, ver, licence in _bundled(target, root):
+    for name, ver, licence, tops, info in _bundled(target, root):
         if name == "sparkd":
-            continue
+            continue  # Files: * above
+        site = root / target.site_packages()
+        paths = "\n ".join(f"{target.site_packages()}/{top}" + ("/*" if (site / top).is_dir() else "") for top in tops)
         stanzas.append(
-            f"Files: {target.site_packages()}/*\nCopyright: the authors of {name} {ver}\n"
-            f"License: {licence}\n See {name.replace('-', '_')}-{ver}.dist-info in that directory.\n"
+            f"Files: {paths}\nCopyright: the authors of {name} {ver}\nLicense: {licence}\n"
+            f" Its license files are in {target.site_packages()}/{info}.\n"
         )
     (doc / "copyright").write_text("\n".join(stanzas))
 
@@ -128,8 +157,9 @@ def write_control(target: Target, root: Path, version: str) -> None:
         "Maintainer": maintainer(),
         "Installed-Size": str(_installed_size(root)),
         # libc6 2.34: cryptography's wheel is manylinux_2_34, the newest tag among the bundled wheels.
-        "Depends": f"python{target.python}, python3-systemd, systemd, libc6 (>= 2.34)",
-        "Suggests": "openmpi-bin, docker.io",
+        # libstdc++6, libgcc-s1: grpcio's, protobuf's and cryptography's extensions link them (dpkg-shlibdeps).
+        "Depends": f"python{target.python}, python3-systemd, systemd, libc6 (>= 2.34), libstdc++6, libgcc-s1",
+        "Suggests": "openmpi-bin, docker.io | docker-ce",
         "Section": "net",
         "Priority": "optional",
         "Description": DESCRIPTION.format(python=target.python, system=target.system),

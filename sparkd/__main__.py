@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
+import faulthandler
 import sys
 from typing import Any
 
@@ -15,6 +17,11 @@ from sparkd.errors import ConfigError
 def _run(args: argparse.Namespace) -> int:
     from sparkd import config as config_mod
     from sparkd import log
+
+    # The stack of every thread to stderr (the journal) on a fatal signal: the watchdog's SIGABRT shows where
+    # a wedged daemon was stuck (python3 -I ignores PYTHONFAULTHANDLER).
+    with contextlib.suppress(OSError, ValueError, RuntimeError):  # a stderr that is no file (tests)
+        faulthandler.enable()
 
     try:
         config = config_mod.load(args.config)

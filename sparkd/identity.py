@@ -293,7 +293,7 @@ def to_json(ident: Identity) -> str:
 
 async def load_in_subprocess(runner: Runner, state_dir: Path, timeout: float = 60.0) -> Identity:
     """`load_or_create` in a child process (see the module docstring); raises IdentityError as it would."""
-    result = await runner.run([sys.executable, "-m", "sparkd.identity", str(state_dir)], timeout)
+    result = await runner.run([sys.executable, "-I", "-m", "sparkd.identity", str(state_dir)], timeout)
     if result.returncode == 2:
         raise IdentityError(result.stderr.strip()[:2000])
     if result.returncode != 0:
@@ -319,7 +319,7 @@ async def cert_node_id_in_subprocess(runner: Runner, cert_pem: str, timeout: flo
     ValueError if it is not a P-256 certificate."""
     if len(cert_pem) > MAX_CERT_CHARS or not cert_pem.isascii() or "\0" in cert_pem:
         raise ValueError(f"not a PEM certificate of at most {MAX_CERT_CHARS} ASCII characters")
-    result = await runner.run([sys.executable, "-m", "sparkd.identity", "--cert-id", cert_pem], timeout)
+    result = await runner.run([sys.executable, "-I", "-m", "sparkd.identity", "--cert-id", cert_pem], timeout)
     node_id, _, fingerprint = result.stdout.strip().partition(" ")
     if result.returncode != 0 or len(node_id) != 16 or len(fingerprint) != 64:
         raise ValueError(result.stderr.strip()[-300:] or "the certificate cannot be read")

@@ -29,6 +29,7 @@ class SubprocessRunner:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LC_ALL": "C"},
+                cwd="/",  # never the directory sparkd was started from: a program may read or import from it
             )
         except OSError as e:
             raise HostOperationFailed(f"cannot run {argv[0]}: {e.strerror}", command=argv[0]) from e

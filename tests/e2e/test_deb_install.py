@@ -104,6 +104,7 @@ def package_lab(mgmt_capture: MgmtCapture) -> Iterator[tuple[Path, Path]]:
     if target is None:
         pytest.skip("no sparkd package is built for this system (packaging/targets.py)")
     packages = debs.build(target, 1), debs.build(target, 2)
+    had_group = group_exists()
     with lab_up(mgmt_capture, __name__):
         sh("ip", "netns", "add", OWN_NETNS)
         try:
@@ -114,6 +115,8 @@ def package_lab(mgmt_capture: MgmtCapture) -> Iterator[tuple[Path, Path]]:
             shutil.rmtree(DROPIN.parent, ignore_errors=True)
             sh("systemctl", "daemon-reload", check=False)
             sh("ip", "netns", "del", OWN_NETNS, check=False)
+            if group_exists() and not had_group:  # purge keeps it, as Debian does: this machine had none
+                sh("groupdel", "sparkd", check=False)
             if show(lab_mod.daemon_unit("spark1"), "ActiveState") != "active":
                 lab_mod.start_daemon("spark1")
 
@@ -152,6 +155,14 @@ def install_enables_and_starts_a_daemon_that_answers_every_user(old: Path, capsy
     assert "NOT_FOUND" in member.stderr and "PERMISSION_DENIED" not in member.stderr, member.stderr
 
 
+def group_exists() -> bool:
+    try:
+        grp.getgrnam("sparkd")
+    except KeyError:
+        return False
+    return True
+
+
 def debs_unit_dir() -> str:
     return str(debs.packaging_module("targets")["TARGETS"][debs.host_target()].unit_dir)
 
@@ -186,7 +197,7 @@ def an_upgrade_keeps_config_key_and_pairing_and_never_restarts_a_deployment(new:
     lab_mod.stop_daemon("spark1")
     config = (lab_mod.node_dir("spark1") / "sparkd.toml").read_bytes()
     Path("/etc/sparkd/sparkd.toml").write_bytes(config)  # the operator's edit of the conffile
-    write_dropin("spark1")
+    write_dropin("spark1", f"ReadWritePaths={lab_mod.LAB_DIR}\n")  # the node's sysroot: its sockets and state
     sh("systemctl", "restart", UNIT)
     socket = str(lab_mod.admin_socket("spark1"))
     cli = [CLI, "--socket", socket]
@@ -240,8 +251,8 @@ def remove_leaves_the_deployments_running_and_purge_leaves_nothing(ranks: dict[s
     left += [str(p) for p in Path("/etc/systemd/system").rglob("sparkd.service")]
     left += [str(p) for p in Path("/var/lib/systemd/deb-systemd-helper-enabled").rglob("*sparkd*")]
     assert left == [], left
-    with pytest.raises(KeyError):
-        grp.getgrnam("sparkd")
+    # The group stays, as Debian leaves every system group (files may carry its ID); purge says so.
+    assert group_exists() and "the group sparkd stays" in out.stdout + out.stderr
     assert not installed() and sh("dpkg-query", "-W", "sparkd", check=False).returncode != 0
     # The lab's own daemon serves spark1 again and takes the deployment down.
     lab_mod.start_daemon("spark1")

@@ -349,7 +349,7 @@ class FakeRunner:
 
     async def run(self, argv: Sequence[str], timeout: float) -> CommandResult:
         self.argvs.append(tuple(argv))
-        if tuple(argv[:3]) == (sys.executable, "-m", "sparkd.identity"):
+        if tuple(argv[:4]) == (sys.executable, "-I", "-m", "sparkd.identity"):
             return await SubprocessRunner().run(argv, timeout)
         return self.results.get(argv[0], CommandResult(tuple(argv), 0, "", ""))
 
