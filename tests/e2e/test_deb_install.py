@@ -34,6 +34,8 @@ UNIT = "sparkd.service"
 DROPIN = Path("/run/systemd/system/sparkd.service.d/50-test.conf")
 OWN_NETNS = "sparkd-deb"
 CLI = "/usr/bin/sparkctl-client"
+AGENT = "/usr/lib/sparkd/sparkd-launch-agent"  # the package's launch agent, the config's default
+DEPLOYMENT = "sparkd-demo-trtllm"  # examples/trtllm.yaml's units: sparkd-demo-trtllm-rank0.service, -rank1
 
 
 def sh(*argv: str, check: bool = True, timeout: float = 300, **kw: object) -> subprocess.CompletedProcess[str]:
@@ -192,18 +194,23 @@ def host_pids(unit: str) -> list[str]:
 
 
 def an_upgrade_keeps_config_key_and_pairing_and_never_restarts_a_deployment(new: Path) -> dict[str, str]:
-    """Returns the deployment's ranks' MainPIDs, unchanged by the upgrade."""
+    """Returns the deployment's ranks' MainPIDs, unchanged by the upgrade. The deployment is TensorRT-LLM's,
+    whose head rank's mpirun starts the worker's rank through the package's own launch agent."""
     # The installed daemon takes over lab node spark1 (the head): its config, its state, its namespace.
     lab_mod.stop_daemon("spark1")
-    config = (lab_mod.node_dir("spark1") / "sparkd.toml").read_bytes()
+    lines = (lab_mod.node_dir("spark1") / "sparkd.toml").read_text().splitlines(keepends=True)
+    agent = f'launch_agent = "{AGENT}"\n'
+    config = "".join(agent if line.startswith("launch_agent = ") else line for line in lines).encode()
+    assert agent.encode() in config
     Path("/etc/sparkd/sparkd.toml").write_bytes(config)  # the operator's edit of the conffile
     write_dropin("spark1", f"ReadWritePaths={lab_mod.LAB_DIR}\n")  # the node's sysroot: its sockets and state
     sh("systemctl", "restart", UNIT)
     socket = str(lab_mod.admin_socket("spark1"))
     cli = [CLI, "--socket", socket]
     wait("spark2 connected to the installed daemon", lambda: peer_connected(cli))
-    sh(*cli, "deploy", "up", "-f", str(ROOT / "examples/demo.yaml"), "--wait", timeout=240)
+    sh(*cli, "deploy", "up", "-f", str(ROOT / "examples/trtllm.yaml"), "--wait", timeout=240)
     assert '"DEPLOYMENT_STATE_READY"' in sh(*cli, "-o", "json", "status").stdout
+    assert f"plm_rsh_agent {AGENT}" in " ".join(show(f"{DEPLOYMENT}-rank0.service", "ExecStart").split())
     ranks = deployment_pids()
     key = (lab_mod.sysroot("spark1") / "var/lib/sparkd/node.key").read_bytes()
     daemon = show(UNIT, "MainPID")
@@ -216,7 +223,7 @@ def an_upgrade_keeps_config_key_and_pairing_and_never_restarts_a_deployment(new:
     assert sh("dpkg-query", "-W", "-f=${Version}", "sparkd").stdout.startswith("0.1.0-2")
     assert Path("/etc/sparkd/sparkd.toml").read_bytes() == config, "the edited conffile is kept"
     assert (lab_mod.sysroot("spark1") / "var/lib/sparkd/node.key").read_bytes() == key
-    wait("demo READY again", lambda: '"DEPLOYMENT_STATE_READY"' in sh(*cli, "-o", "json", "status").stdout)
+    wait("the deployment READY again", lambda: '"DEPLOYMENT_STATE_READY"' in sh(*cli, "-o", "json", "status").stdout)
     assert deployment_pids() == ranks, "a deployment's unit was restarted by the upgrade"
     return ranks
 
@@ -227,8 +234,8 @@ def peer_connected(cli: list[str]) -> bool:
 
 
 def deployment_pids() -> dict[str, str]:
-    """MainPID of every rank's unit of the demo deployment, on both nodes (one systemd runs them all)."""
-    units = sh("systemctl", "list-units", "--plain", "--no-legend", "sparkd-demo-*").stdout.split("\n")
+    """MainPID of every rank's unit of the deployment, on both nodes (one systemd runs them all)."""
+    units = sh("systemctl", "list-units", "--plain", "--no-legend", f"{DEPLOYMENT}-rank*").stdout.split("\n")
     names = sorted(line.split()[0] for line in units if line.strip())
     assert len(names) == 2, names
     return {name: show(name, "MainPID") for name in names}
@@ -258,5 +265,5 @@ def remove_leaves_the_deployments_running_and_purge_leaves_nothing(ranks: dict[s
     lab_mod.start_daemon("spark1")
     lab_cli = [sys.executable, "-m", "sparkctl_client", "--socket", str(lab_mod.admin_socket("spark1"))]
     wait("spark2 connected to the lab's daemon again", lambda: peer_connected(lab_cli))
-    sh(*lab_cli, "deploy", "down", "demo", cwd=ROOT)
-    assert sh("systemctl", "list-units", "--plain", "--no-legend", "sparkd-demo-*").stdout.strip() == ""
+    sh(*lab_cli, "deploy", "down", "demo-trtllm", cwd=ROOT)
+    assert sh("systemctl", "list-units", "--plain", "--no-legend", f"{DEPLOYMENT}-*").stdout.strip() == ""

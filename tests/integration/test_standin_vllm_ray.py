@@ -160,8 +160,9 @@ class Lab:
     def vllm(self, pp: int = 2, address: bool = True, **env: str) -> subprocess.Popen[bytes]:
         """The stand-in on the head: in the head's network and PID namespaces, as unit B of sparkd's plan;
         with RAY_ADDRESS, as sparkd sets it, or else with the head's Ray temp dir (RAY_TMPDIR)."""
-        # --root, --wd: the target's root and directory (entering a mount namespace otherwise resets them to the
-        # namespace's, which in a chroot are not the chroot's: seen under freshroot).
+        # --root, --wd=/: the target's root, and its / as the directory (entering a mount namespace otherwise leaves
+        # them at the namespace's, which in a chroot are not the chroot's: under freshroot the driver's getcwd()
+        # failed, and so did Ray's client).
         argv = [
             "nsenter",
             "-t",
@@ -170,6 +171,7 @@ class Lab:
             "--pid",
             "--mount",
             "--root",
+            "--wd=/",
             "--",
             *AS_NOBODY,
         ]
