@@ -196,19 +196,24 @@ def host_pids(unit: str) -> list[str]:
 def an_upgrade_keeps_config_key_and_pairing_and_never_restarts_a_deployment(new: Path) -> dict[str, str]:
     """Returns the deployment's ranks' MainPIDs, unchanged by the upgrade. The deployment is TensorRT-LLM's,
     whose head rank's mpirun starts the worker's rank through the package's own launch agent."""
-    # The installed daemon takes over lab node spark1 (the head): its config, its state, its namespace.
+    # The installed daemon takes over lab node spark1 (the head): its config, its state, its namespace. Both
+    # nodes name the package's launch agent (the same config on every node: the worker checks the orted's).
     lab_mod.stop_daemon("spark1")
-    lines = (lab_mod.node_dir("spark1") / "sparkd.toml").read_text().splitlines(keepends=True)
-    agent = f'launch_agent = "{AGENT}"\n'
-    config = "".join(agent if line.startswith("launch_agent = ") else line for line in lines).encode()
-    assert agent.encode() in config
+    config = with_package_agent(lab_mod.node_dir("spark1") / "sparkd.toml")
     Path("/etc/sparkd/sparkd.toml").write_bytes(config)  # the operator's edit of the conffile
+    lab_mod.stop_daemon("spark2")
+    (lab_mod.node_dir("spark2") / "sparkd.toml").write_bytes(
+        with_package_agent(lab_mod.node_dir("spark2") / "sparkd.toml")
+    )
+    lab_mod.start_daemon("spark2")
     write_dropin("spark1", f"ReadWritePaths={lab_mod.LAB_DIR}\n")  # the node's sysroot: its sockets and state
     sh("systemctl", "restart", UNIT)
     socket = str(lab_mod.admin_socket("spark1"))
     cli = [CLI, "--socket", socket]
     wait("spark2 connected to the installed daemon", lambda: peer_connected(cli))
-    sh(*cli, "deploy", "up", "-f", str(ROOT / "examples/trtllm.yaml"), "--wait", timeout=240)
+    up = sh(*cli, "deploy", "up", "-f", str(ROOT / "examples/trtllm.yaml"), "--wait", timeout=240, check=False)
+    journal = sh("journalctl", "--no-pager", "-o", "cat", "-u", f"{DEPLOYMENT}-rank0", "-u", f"{DEPLOYMENT}-rank1")
+    assert up.returncode == 0, f"{up.stdout}{up.stderr}\nthe ranks' journal:\n{journal.stdout[-3000:]}"
     assert '"DEPLOYMENT_STATE_READY"' in sh(*cli, "-o", "json", "status").stdout
     assert f"plm_rsh_agent {AGENT}" in " ".join(show(f"{DEPLOYMENT}-rank0.service", "ExecStart").split())
     ranks = deployment_pids()
@@ -226,6 +231,15 @@ def an_upgrade_keeps_config_key_and_pairing_and_never_restarts_a_deployment(new:
     wait("the deployment READY again", lambda: '"DEPLOYMENT_STATE_READY"' in sh(*cli, "-o", "json", "status").stdout)
     assert deployment_pids() == ranks, "a deployment's unit was restarted by the upgrade"
     return ranks
+
+
+def with_package_agent(config: Path) -> bytes:
+    """A lab node's config with frameworks.launch_agent naming the package's launch agent."""
+    agent = f'launch_agent = "{AGENT}"\n'
+    lines = config.read_text().splitlines(keepends=True)
+    text = "".join(agent if line.startswith("launch_agent = ") else line for line in lines).encode()
+    assert agent.encode() in text
+    return text
 
 
 def peer_connected(cli: list[str]) -> bool:

@@ -89,6 +89,9 @@ def orted_command(command: str, agent: str, head: str = "") -> tuple[str, ...]:
         if len(value) > MAX_VALUE:
             raise OrtedRefused(f"the value of {key} is longer than {MAX_VALUE} characters")
         if key == "plm_rsh_agent" and value != agent:
-            raise OrtedRefused(f"plm_rsh_agent must be this deployment's launch agent {agent}, not {value[:80]!r}")
+            raise OrtedRefused(
+                f"plm_rsh_agent must be this deployment's launch agent {agent}, not {value[:80]!r} (is "
+                "frameworks.launch_agent the same on every node?)"
+            )
         i += 3
     return ("orted", *rest)
