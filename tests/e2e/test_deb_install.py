@@ -1,5 +1,6 @@
 """The .deb's life cycle on this machine, where systemd runs (the lab's sandbox): install, upgrade with a
-deployment serving, remove, purge. The package is the real one (`packaging/build-deb`, revision 1, then 2
+deployment serving (TensorRT-LLM across both lab nodes, its remote rank started through the package's own
+launch agent), remove, purge. The package is the real one (`packaging/build-deb`, revision 1, then 2
 for the upgrade), installed with `apt-get install ./sparkd_*.deb` into this machine's own root, as an
 operator would; the module's finalizer purges it whatever happens.
 
