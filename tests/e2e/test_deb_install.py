@@ -1,6 +1,5 @@
 """The .deb's life cycle on this machine, where systemd runs (the lab's sandbox): install, upgrade with a
-deployment serving (TensorRT-LLM across both lab nodes, its remote rank started through the package's own
-launch agent), remove, purge. The package is the real one (`packaging/build-deb`, revision 1, then 2
+deployment serving, remove, purge. The package is the real one (`packaging/build-deb`, revision 1, then 2
 for the upgrade), installed with `apt-get install ./sparkd_*.deb` into this machine's own root, as an
 operator would; the module's finalizer purges it whatever happens.
 
@@ -35,8 +34,6 @@ UNIT = "sparkd.service"
 DROPIN = Path("/run/systemd/system/sparkd.service.d/50-test.conf")
 OWN_NETNS = "sparkd-deb"
 CLI = "/usr/bin/sparkctl-client"
-AGENT = "/usr/lib/sparkd/sparkd-launch-agent"  # the package's launch agent, the config's default
-DEPLOYMENT = "sparkd-demo-trtllm"  # examples/trtllm.yaml's units: sparkd-demo-trtllm-rank0.service, -rank1
 
 
 def sh(*argv: str, check: bool = True, timeout: float = 300, **kw: object) -> subprocess.CompletedProcess[str]:
@@ -195,28 +192,20 @@ def host_pids(unit: str) -> list[str]:
 
 
 def an_upgrade_keeps_config_key_and_pairing_and_never_restarts_a_deployment(new: Path) -> dict[str, str]:
-    """Returns the deployment's ranks' MainPIDs, unchanged by the upgrade. The deployment is TensorRT-LLM's,
-    whose head rank's mpirun starts the worker's rank through the package's own launch agent."""
-    # The installed daemon takes over lab node spark1 (the head): its config, its state, its namespace. Both
-    # nodes name the package's launch agent (the same config on every node: the worker checks the orted's).
+    """Returns the deployment's ranks' MainPIDs, unchanged by the upgrade."""
+    # The installed daemon takes over lab node spark1 (the head): its config, its state, its namespace.
     lab_mod.stop_daemon("spark1")
-    config = with_package_agent(lab_mod.node_dir("spark1") / "sparkd.toml")
+    config = (lab_mod.node_dir("spark1") / "sparkd.toml").read_bytes()
     Path("/etc/sparkd/sparkd.toml").write_bytes(config)  # the operator's edit of the conffile
-    lab_mod.stop_daemon("spark2")
-    (lab_mod.node_dir("spark2") / "sparkd.toml").write_bytes(
-        with_package_agent(lab_mod.node_dir("spark2") / "sparkd.toml")
-    )
-    lab_mod.start_daemon("spark2")
     write_dropin("spark1", f"ReadWritePaths={lab_mod.LAB_DIR}\n")  # the node's sysroot: its sockets and state
     sh("systemctl", "restart", UNIT)
     socket = str(lab_mod.admin_socket("spark1"))
     cli = [CLI, "--socket", socket]
     wait("spark2 connected to the installed daemon", lambda: peer_connected(cli))
-    up = sh(*cli, "deploy", "up", "-f", str(ROOT / "examples/trtllm.yaml"), "--wait", timeout=240, check=False)
-    journal = sh("journalctl", "--no-pager", "-o", "cat", "-u", f"{DEPLOYMENT}-rank0", "-u", f"{DEPLOYMENT}-rank1")
+    up = sh(*cli, "deploy", "up", "-f", str(ROOT / "examples/demo.yaml"), "--wait", timeout=240, check=False)
+    journal = sh("journalctl", "--no-pager", "-o", "cat", "-u", "sparkd-demo-rank0", "-u", "sparkd-demo-rank1")
     assert up.returncode == 0, f"{up.stdout}{up.stderr}\nthe ranks' journal:\n{journal.stdout[-3000:]}"
     assert '"DEPLOYMENT_STATE_READY"' in sh(*cli, "-o", "json", "status").stdout
-    assert f"plm_rsh_agent {AGENT}" in " ".join(show(f"{DEPLOYMENT}-rank0.service", "ExecStart").split())
     ranks = deployment_pids()
     key = (lab_mod.sysroot("spark1") / "var/lib/sparkd/node.key").read_bytes()
     daemon = show(UNIT, "MainPID")
@@ -229,18 +218,9 @@ def an_upgrade_keeps_config_key_and_pairing_and_never_restarts_a_deployment(new:
     assert sh("dpkg-query", "-W", "-f=${Version}", "sparkd").stdout.startswith("0.1.0-2")
     assert Path("/etc/sparkd/sparkd.toml").read_bytes() == config, "the edited conffile is kept"
     assert (lab_mod.sysroot("spark1") / "var/lib/sparkd/node.key").read_bytes() == key
-    wait("the deployment READY again", lambda: '"DEPLOYMENT_STATE_READY"' in sh(*cli, "-o", "json", "status").stdout)
+    wait("demo READY again", lambda: '"DEPLOYMENT_STATE_READY"' in sh(*cli, "-o", "json", "status").stdout)
     assert deployment_pids() == ranks, "a deployment's unit was restarted by the upgrade"
     return ranks
-
-
-def with_package_agent(config: Path) -> bytes:
-    """A lab node's config with frameworks.launch_agent naming the package's launch agent."""
-    agent = f'launch_agent = "{AGENT}"\n'
-    lines = config.read_text().splitlines(keepends=True)
-    text = "".join(agent if line.startswith("launch_agent = ") else line for line in lines).encode()
-    assert agent.encode() in text
-    return text
 
 
 def peer_connected(cli: list[str]) -> bool:
@@ -249,8 +229,8 @@ def peer_connected(cli: list[str]) -> bool:
 
 
 def deployment_pids() -> dict[str, str]:
-    """MainPID of every rank's unit of the deployment, on both nodes (one systemd runs them all)."""
-    units = sh("systemctl", "list-units", "--plain", "--no-legend", f"{DEPLOYMENT}-rank*").stdout.split("\n")
+    """MainPID of every rank's unit of the demo deployment, on both nodes (one systemd runs them all)."""
+    units = sh("systemctl", "list-units", "--plain", "--no-legend", "sparkd-demo-*").stdout.split("\n")
     names = sorted(line.split()[0] for line in units if line.strip())
     assert len(names) == 2, names
     return {name: show(name, "MainPID") for name in names}
@@ -280,5 +260,5 @@ def remove_leaves_the_deployments_running_and_purge_leaves_nothing(ranks: dict[s
     lab_mod.start_daemon("spark1")
     lab_cli = [sys.executable, "-m", "sparkctl_client", "--socket", str(lab_mod.admin_socket("spark1"))]
     wait("spark2 connected to the lab's daemon again", lambda: peer_connected(lab_cli))
-    sh(*lab_cli, "deploy", "down", "demo-trtllm", cwd=ROOT)
-    assert sh("systemctl", "list-units", "--plain", "--no-legend", f"{DEPLOYMENT}-*").stdout.strip() == ""
+    sh(*lab_cli, "deploy", "down", "demo", cwd=ROOT)
+    assert sh("systemctl", "list-units", "--plain", "--no-legend", "sparkd-demo-*").stdout.strip() == ""
