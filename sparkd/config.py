@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sparkd import accounts
+from sparkd.config_host import HostConfig, read_host
 from sparkd.config_read import Reader
 from sparkd.errors import ConfigError
 from sparkd.files import NotARegularFile, read_regular
@@ -127,6 +128,9 @@ class LabConfig:
 
     # A JSON file of recorded NVML answers, used instead of the NVML library.
     nvml_fixture: str = ""
+    # A directory of stand-in host tools (dcb, mlnx_qos, modprobe, ufw, hostnamectl) searched before the
+    # system's: what a VM cannot run for real. A real path, not under the sysroot.
+    tools_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,7 @@ class Config:
     peer: PeerConfig = field(default_factory=PeerConfig)
     frameworks: FrameworksConfig = field(default_factory=FrameworksConfig)
     units: UnitsConfig = field(default_factory=UnitsConfig)
+    host: HostConfig = field(default_factory=HostConfig)
     lab: LabConfig = field(default_factory=LabConfig)
 
     def node_address(self, index: int) -> ipaddress.IPv4Interface:
@@ -165,6 +170,26 @@ def _check_subnet(path: str, name: str, subnet: ipaddress.IPv4Network, index: in
             f"{subnet} has no usable host address for node index {needed} (address = network + index + 1, "
             f"never the network or broadcast address); use a larger subnet such as /24",
         )
+
+
+def read_interconnect(root: Reader, index: int | None) -> InterconnectConfig:
+    """The `[interconnect]` table of `root` (the daemon config, or a desired-state file of `host apply -f`)."""
+    path = root.path
+    ic = root.sub("interconnect")
+    interconnect = InterconnectConfig(
+        mode=ic.choice("mode", ("dual", "single"), "dual"),
+        subnet_a=ic.network("subnet_a", SUBNET_A),
+        subnet_b=ic.network("subnet_b", SUBNET_B),
+        mtu=ic.get("mtu", int, 9000),
+    )
+    if not 1280 <= interconnect.mtu <= 9216:
+        raise ConfigError(path, "interconnect.mtu", "must be between 1280 and 9216 (9000 for jumbo frames)")
+    _check_subnet(path, "interconnect.subnet_a", interconnect.subnet_a, index or 1)
+    _check_subnet(path, "interconnect.subnet_b", interconnect.subnet_b, index or 1)
+    if interconnect.subnet_a.overlaps(interconnect.subnet_b):
+        raise ConfigError(path, "interconnect.subnet_b", "must not overlap interconnect.subnet_a")
+    ic.finish()
+    return interconnect
 
 
 def parse(text: str, path: str = "<config>") -> Config:
@@ -203,20 +228,8 @@ def _read(text: str, path: str) -> tuple[Config, Reader]:
     node = NodeConfig(name=name, role=role, index=index)
     n.finish()
 
-    ic = root.sub("interconnect")
-    interconnect = InterconnectConfig(
-        mode=ic.choice("mode", ("dual", "single"), "dual"),
-        subnet_a=ic.network("subnet_a", SUBNET_A),
-        subnet_b=ic.network("subnet_b", SUBNET_B),
-        mtu=ic.get("mtu", int, 9000),
-    )
-    if not 1280 <= interconnect.mtu <= 9216:
-        raise ConfigError(path, "interconnect.mtu", "must be between 1280 and 9216 (9000 for jumbo frames)")
-    _check_subnet(path, "interconnect.subnet_a", interconnect.subnet_a, index or 1)
-    _check_subnet(path, "interconnect.subnet_b", interconnect.subnet_b, index or 1)
-    if interconnect.subnet_a.overlaps(interconnect.subnet_b):
-        raise ConfigError(path, "interconnect.subnet_b", "must not overlap interconnect.subnet_a")
-    ic.finish()
+    interconnect = read_interconnect(root, index)
+    host = read_host(root)
 
     a = root.sub("api")
     api = ApiConfig(
@@ -283,7 +296,10 @@ def _read(text: str, path: str) -> tuple[Config, Reader]:
     u.finish()
 
     lab_r = root.sub("lab")
-    lab = LabConfig(nvml_fixture=lab_r.path_value("nvml_fixture", "", optional=True))
+    lab = LabConfig(
+        nvml_fixture=lab_r.path_value("nvml_fixture", "", optional=True),
+        tools_dir=lab_r.path_value("tools_dir", "", optional=True),
+    )
     lab_r.finish()
 
     config = Config(
@@ -293,6 +309,7 @@ def _read(text: str, path: str) -> tuple[Config, Reader]:
         state_dir=root.path_value("state_dir", "/var/lib/sparkd"),
         log_format=root.choice("log_format", ("auto", "console", "json", "journal"), "auto"),
         interconnect=interconnect,
+        host=host,
         api=api,
         peer=peer,
         frameworks=frameworks,

@@ -25,6 +25,7 @@ class Code(Enum):
     PERMISSION_DENIED = "PERMISSION_DENIED"
     UNIMPLEMENTED = "UNIMPLEMENTED"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    ABORTED = "ABORTED"
     INTERNAL = "INTERNAL"
 
 
@@ -179,6 +180,13 @@ class VerifyFailed(PreconditionFailed):
     """A host change did not verify and was rolled back."""
 
     reason = "ERROR_REASON_VERIFY_FAILED"
+
+
+class Aborted(SparkdError):
+    """Another operation of the same kind is in progress; retry when it has ended. Nothing was changed."""
+
+    code = Code.ABORTED
+    reason = "ERROR_REASON_ABORTED"
 
 
 class PeerUnavailable(SparkdError):

@@ -27,7 +27,7 @@ from sparkd.config import Config
 from sparkd.engine import versions
 from sparkd.engine.agent import LaunchAgentService
 from sparkd.engine.deployments import DeploymentManager
-from sparkd.engine.host import HostConfigurator
+from sparkd.engine.hostcfg.configurator import HostConfigurator
 from sparkd.engine.inventory import Inventory
 from sparkd.engine.launch import LocalFacts
 from sparkd.engine.membership import Membership
@@ -40,9 +40,11 @@ from sparkd.events import EventBus
 from sparkd.host.protocols import Gpus, Host
 from sparkd.host.sysroot import Sysroot
 from sparkd.identity import Identity
+from sparkd.model.host import QosSettings
 from sparkd.model.inventory import Twins
 from sparkd.model.observed import Snapshot
 from sparkd.model.versions import Versions
+from sparkd.peer.hostcluster import HostCluster
 from sparkd.peer.manager import PeerManager
 from sparkd.peer.parts import PeerCluster
 from sparkd.peer.route_guard import RouteGuard
@@ -85,9 +87,13 @@ def real_host(config: Config) -> Host:
         journal=SystemJournal(),
         gpus=_gpus(config, sysroot),
         http=AsyncioHttpProbe(),
-        runner=SubprocessRunner(),
+        runner=SubprocessRunner(config.lab.tools_dir),
         ports=BindPorts(),
     )
+
+
+#: How often the host is compared with its committed configuration (drift).
+DRIFT_S = 30.0
 
 
 class System:
@@ -115,7 +121,13 @@ class System:
         self.membership = membership = Membership(config, host.files)
         self.versions = Versions(sparkd=__version__)
         self.configurator = HostConfigurator(
-            config, host.files, host.sysfs, host.netlink, lambda: membership.index if membership.addressed else None
+            config,
+            host.files,
+            host.sysfs,
+            host.netlink,
+            host.runner,
+            lambda: membership.index if membership.addressed else None,
+            self._cluster_names,
         )
         self.inventory = Inventory(config, self.identity, self.snapshot, membership)
         boot_id = (host.files.read_text("/proc/sys/kernel/random/boot_id") or "").strip()[:36]
@@ -139,18 +151,20 @@ class System:
             lambda: self.deployments.records, self.deployments.cluster, config.frameworks.launch_agent
         )
         self.agent_socket = AgentSocket(self.sysroot.path(config.api.agent_socket), agents, host.proc)
-        self.peer = PeerStack(self.peers, host, self.deployments, self._twin_netdevs, discovery)
+        self.peer = PeerStack(self.peers, host, self.deployments, self._twin_netdevs, discovery, self.configurator)
         self.loop = StateLoop(
             host, self.snapshot, self.bus, self.deployments.interests, self.deployments.refresh, intervals
         )
         self.servicers = Servicers(
             node=NodeServicer(self.inventory),
-            host=HostServicer(self.configurator, self._peer_changed),
+            host=HostServicer(
+                self.configurator, self._peer_changed, HostCluster(self.peers, self.configurator, host.runner)
+            ),
             peers=LocalPeerServicer(
                 self.peers, membership, self.peer.office, self.peer.joiner, self.bus, self._peer_changed
             ),
             deployments=DeploymentServicer(self.deployments, self.supervisor),
-            status=StatusServicer(self.inventory, self.peers, self.deployments),
+            status=StatusServicer(self.inventory, self.peers, self.deployments, host=self.configurator),
             events=EventServicer(self.bus),
         )
         self._servers: list[ApiServer] = []
@@ -165,11 +179,35 @@ class System:
     def ro_socket(self) -> Path:
         return self.sysroot.path(self.config.api.ro_socket)
 
+    def _cluster_names(self) -> list[tuple[str, int]]:
+        """Every paired node's (name, index), this one included: the /etc/hosts block."""
+        own = (self.config.node.name, self.membership.index or 0)
+        return [own] + [(m.name, m.index) for m in self.membership.peers()]
+
+    async def _drift_loop(self) -> None:
+        """Compares the host with the committed state every DRIFT_S; reports (and, if configured, repairs)."""
+        reported: list[str] = []
+        while True:
+            await asyncio.sleep(DRIFT_S)
+            try:
+                drift = [a.description for a in await self.configurator.check_drift()]
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("host.drift_check_crashed")
+                continue
+            if drift != reported:
+                state = "drifted" if drift else "in_sync"
+                self.bus.transition("host", self.config.node.name, state, "; ".join(drift)[:1000])
+                reported = drift
+
     async def facts(self) -> LocalFacts:
-        observed = await self.configurator.observe()
+        twins = await self.configurator.twins()
+        committed = self.configurator.committed()
         return LocalFacts(
             host_ip=str(self.config.node_address(self.membership.index).ip),
-            twins=observed.twins,
+            twins=twins,
+            qos=committed.qos if committed is not None else QosSettings(enabled=False),
             frameworks=self.config.frameworks,
             agent_socket=str(self.sysroot.path(self.config.api.agent_socket)),
             network_namespace_path=self.config.units.network_namespace_path,
@@ -214,7 +252,10 @@ class System:
         self.peer.link_changed()
 
     async def start(self) -> None:
-        """Observes once, binds the sockets and the peer listener, and starts the loops."""
+        """Finishes an interrupted host apply and re-applies the committed host state, observes once, binds
+        the sockets and the peer listener, and starts the loops."""
+        if done := await self.configurator.start():
+            log.info("host.started", done=done)
         await self.loop.run_once()
         admin = build_server(self.servicers, read_only=False)
         ro = build_server(self.servicers, read_only=True)
@@ -225,7 +266,7 @@ class System:
         self.loop.start()
         self.supervisor.start()
         self.versions = await versions.collect(self.config.frameworks, self.host.files, self.snapshot)
-        self._tasks = [asyncio.create_task(self._refresh_versions())]
+        self._tasks = [asyncio.create_task(self._refresh_versions()), asyncio.create_task(self._drift_loop())]
         self._stop_watch = self.host.netlink.watch_links(self._link_changed)
         await self.peer.start()
 

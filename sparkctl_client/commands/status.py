@@ -13,8 +13,14 @@ from sparkd.v1 import status_service_pb2
 
 def show(client: Client, args: argparse.Namespace) -> tuple[Message, str]:
     r = client.call(client.status.GetStatus, status_service_pb2.GetStatusRequest())
-    text = "\n\n".join([render.node_line(r.node), render.peers(list(r.peers)), render.deployments(list(r.deployments))])
-    return r, text
+    parts = [render.node_line(r.node), render.peers(list(r.peers)), render.deployments(list(r.deployments))]
+    if r.host.drift:
+        parts.append(
+            "host drift (run `sparkctl-client host apply` to repair):\n" + "".join(f"  {d}\n" for d in r.host.drift)
+        )
+    elif not r.host.committed:
+        parts.append("host: not configured by sparkd yet (`sparkctl-client host plan`, then `host apply`)")
+    return r, "\n\n".join(parts)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

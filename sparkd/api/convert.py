@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from sparkd.engine.gates import Preflight
 from sparkd.model.deployment import DeploymentSpec, DeploymentStatus, Failure
-from sparkd.model.host import HostAction
+from sparkd.model.host import DesiredHost
 from sparkd.model.memory import MemoryPlan
 from sparkd.model.node import NodeInfo
 from sparkd.model.peer import PeerInfo
@@ -58,13 +58,25 @@ def node_to_proto(n: NodeInfo) -> node_pb2.Node:
     )
 
 
-def host_action_to_proto(a: HostAction) -> host_service_pb2.HostAction:
-    return host_service_pb2.HostAction(
-        kind=f"HOST_ACTION_KIND_{a.kind.value}",
-        target=a.target,
-        current=a.current,
-        desired=a.desired,
-        description=a.description,
+def desired_host_to_proto(d: DesiredHost) -> host_service_pb2.DesiredHost:
+    return host_service_pb2.DesiredHost(
+        twins=[
+            host_service_pb2.HostTwin(netdev=t.netdev, rdma_device=t.rdma_device, address=str(t.address))
+            for t in d.twins
+        ],
+        mtu=d.mtu,
+        persist=d.persist,
+        qos=d.qos.enabled,
+        qos_priority=d.qos.priority,
+        qos_trust=d.qos.trust,
+        qos_tos=d.qos.tos,
+        peermem=d.peermem,
+        nccl=[f"{k}={v}" for k, v in d.nccl],
+        hosts=[f"{a} {n}" for a, n in d.hosts],
+        firewall_ports=[f.port for f in d.firewall],
+        hostname=d.hostname,
+        existing=d.existing,
+        takeover=[p for p, _ in d.takeover],
     )
 
 

@@ -20,6 +20,7 @@ from sparkd.engine.runtimes import Runtime
 from sparkd.engine.runtimes.native import NativeRuntime
 from sparkd.engine.sandbox import sandbox_units, unit_sandbox
 from sparkd.model.deployment import Assignment, DeploymentSpec, Framework, unit_name
+from sparkd.model.host import QosSettings
 from sparkd.model.inventory import Twins
 from sparkd.model.unit import UnitSpec
 
@@ -36,6 +37,8 @@ class LocalFacts:
     frameworks: FrameworksConfig = field(default_factory=FrameworksConfig)  # the venvs, and as whom units run
     network_namespace_path: str = ""
     agent_socket: str = "/run/sparkd-agent/agent.sock"  # the launch agent's socket, as a unit sees the path
+    # RoCE QoS of the host configuration: with it on, every rank gets NCCL_IB_TC, as /etc/nccl.conf has it
+    qos: QosSettings = field(default_factory=lambda: QosSettings(enabled=False))
 
     def venv(self, framework: Framework) -> str:
         f = self.frameworks
@@ -80,7 +83,7 @@ def plan_remote_rank(spec: DeploymentSpec, a: Assignment, facts: LocalFacts, com
 
 
 def _node(facts: LocalFacts, a: Assignment, peers: tuple[str, ...]) -> Node:
-    env = environment(facts.host_ip, a.master_addr, facts.twins)
+    env = environment(facts.host_ip, a.master_addr, facts.twins, facts.qos)
     agent = facts.frameworks.launch_agent
     return Node(facts.host_ip, facts.twins.a.netdev, env, peers, agent, facts.agent_socket)
 
@@ -90,7 +93,7 @@ def _units(
 ) -> tuple[UnitSpec, ...]:
     launcher = launcher_for(spec)
     runtime = runtime_for(spec, facts)
-    node_env = environment(facts.host_ip, a.master_addr, facts.twins)
+    node_env = environment(facts.host_ip, a.master_addr, facts.twins, facts.qos)
     units = []
     for rank_unit in rank_units:
         env = dict(node_env)

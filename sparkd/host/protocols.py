@@ -14,6 +14,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from sparkd.model.discovery import Gid
 from sparkd.model.inventory import GpuInfo, LinkState, MemoryInfo, RdmaPort
 from sparkd.model.unit import JournalLine, UnitSpec, UnitState
 
@@ -29,8 +30,21 @@ class Files(Protocol):
         """At most `limit` + 1 bytes of a regular file (no symlink, FIFO or device: OSError); None if absent."""
         ...
 
-    def write_atomic(self, host_path: str, data: bytes, mode: int = 0o644) -> bool:
-        """Writes atomically (never half written); False when the bytes were there already."""
+    def write_atomic(
+        self, host_path: str, data: bytes, mode: int = 0o644, owner: tuple[int, int] | None = None
+    ) -> bool:
+        """Writes atomically (never half written), with `mode` and `owner` (uid, gid; None: the writer's);
+        False when the bytes, mode and owner were there already."""
+        ...
+
+    def stat(self, host_path: str) -> tuple[int, int, int] | None:
+        """(permission bits, uid, gid) of the file itself (never a symlink's target); None if absent."""
+        ...
+
+    def write_attribute(self, host_path: str, data: bytes, group: str = "") -> None:
+        """Writes a sysfs or configfs attribute in place (no temporary file: those file systems have no
+        rename). `group`, if given, is a configfs directory to create first when it is missing (the
+        directory that makes the attribute appear, e.g. /sys/kernel/config/rdma_cm/rocep1s0f1)."""
         ...
 
     def remove(self, host_path: str) -> bool:
@@ -68,6 +82,14 @@ class Sysfs(Protocol):
     """The static RDMA layout (`/sys/class/infiniband` under the sysroot)."""
 
     def rdma_ports(self) -> list[RdmaPort]: ...
+
+    def gids(self, rdma_device: str, port: int = 1) -> list[Gid]:
+        """The device's GID table (non-empty slots), as `show_gids` lists it."""
+        ...
+
+    def pci_link(self, rdma_device: str) -> tuple[str, int] | None:
+        """The device's PCIe link (speed text, width), or None when sysfs does not say."""
+        ...
 
 
 class Proc(Protocol):
@@ -186,6 +208,11 @@ class Runner(Protocol):
     async def run(self, argv: Sequence[str], timeout: float) -> CommandResult:
         """Runs `argv` (never through a shell) and returns its result; raises HostOperationFailed on a
         timeout or when the program cannot be started."""
+        ...
+
+    def which(self, name: str) -> str | None:
+        """The absolute path of program `name` in the runner's search path (the system's sbin and bin
+        directories; the lab puts its stand-in tools first), or None when the host has no such program."""
         ...
 
 

@@ -16,8 +16,25 @@ from sparkd.host.protocols import CommandResult
 MAX_OUTPUT = 64 * 1024  # bytes kept of stdout and of stderr each
 
 
+#: Where programs are looked up (`which`) and what their PATH is: the system's own directories.
+SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+
 class SubprocessRunner:
-    """Implements `protocols.Runner` with asyncio subprocesses."""
+    """Implements `protocols.Runner` with asyncio subprocesses. `first` is a directory searched before the
+    system's (the lab's stand-in tools: `lab.tools_dir`; empty in production)."""
+
+    def __init__(self, first: str = "") -> None:
+        self.search = ((first,) if first else ()) + SYSTEM_PATH
+
+    def which(self, name: str) -> str | None:
+        if not name or "/" in name:
+            return None
+        for directory in self.search:
+            candidate = os.path.join(directory, name)
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+                return candidate
+        return None
 
     async def run(self, argv: Sequence[str], timeout: float) -> CommandResult:
         if not argv or any("\0" in a for a in argv):
@@ -28,7 +45,7 @@ class SubprocessRunner:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LC_ALL": "C"},
+                env={"PATH": os.environ.get("PATH", ":".join(SYSTEM_PATH)), "LC_ALL": "C"},
                 cwd="/",  # never the directory sparkd was started from: a program may read or import from it
             )
         except OSError as e:

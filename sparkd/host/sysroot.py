@@ -47,11 +47,16 @@ class Sysroot:
         except FileNotFoundError:
             return None
 
-    def write_atomic(self, host_path: str, data: bytes, mode: int = 0o644) -> bool:
-        """Writes `data` atomically; returns False (and writes nothing) when it is already there."""
+    def write_atomic(
+        self, host_path: str, data: bytes, mode: int = 0o644, owner: tuple[int, int] | None = None
+    ) -> bool:
+        """Writes `data` atomically with `mode` and `owner` (uid, gid; None: the writer's own); returns False
+        (and writes nothing) when the bytes, the mode and the owner are already there."""
         target = self.path(host_path)
         try:
-            if target.read_bytes() == data:
+            st = os.stat(target, follow_symlinks=False)
+            same_meta = stat.S_IMODE(st.st_mode) == mode and (owner is None or (st.st_uid, st.st_gid) == owner)
+            if same_meta and stat.S_ISREG(st.st_mode) and target.read_bytes() == data:
                 return False
         except FileNotFoundError:
             pass
@@ -61,6 +66,8 @@ class Sysroot:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
+                if owner is not None:
+                    os.fchown(f.fileno(), *owner)
                 os.fchmod(f.fileno(), mode)
                 os.fsync(f.fileno())
             os.replace(tmp, target)
@@ -69,6 +76,28 @@ class Sysroot:
             raise
         _fsync_dir(target.parent)
         return True
+
+    def stat(self, host_path: str) -> tuple[int, int, int] | None:
+        """(permission bits, uid, gid) of the file itself, never a symlink's target; None when absent."""
+        try:
+            st = os.stat(self.path(host_path), follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        return stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+
+    def write_attribute(self, host_path: str, data: bytes, group: str = "") -> None:
+        """Writes a sysfs/configfs attribute in place: open, one write, close (those file systems have no
+        temporary files or rename). `group` is a configfs directory made first when missing."""
+        if group:
+            try:
+                os.mkdir(self.path(group))
+            except FileExistsError:
+                pass
+        fd = os.open(self.path(host_path), os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NOCTTY)
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
 
     def rename(self, host_path: str, new_host_path: str) -> None:
         """Renames atomically and makes the rename durable (fsync of the directory)."""

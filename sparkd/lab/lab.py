@@ -96,6 +96,7 @@ network_namespace_path = "/run/netns/{node}"
 
 [lab]
 nvml_fixture = "{fixtures.NVML_FIXTURE}"
+tools_dir = "{node_dir(node) / "tools"}"
 """
 
 
@@ -177,6 +178,7 @@ def up(
     for index, node in enumerate(state.nodes):
         fixtures.write_node_fixtures(sysroot(node), index, str(LAB_DIR / "frameworks/vllm"))
         write_lab_framework_venvs(sysroot(node), str(LAB_DIR / "frameworks"))
+        fixtures.write_tools(node_dir(node) / "tools", sysroot(node))
         (node_dir(node) / "sparkd.toml").write_text(_config(node))
         state.units.append(daemon_unit(node))
         state.save()

@@ -18,9 +18,10 @@ from google.protobuf import timestamp_pb2
 from sparkd.engine.spec import validate, validate_name
 from sparkd.errors import FieldViolation, InvalidSpec, shown
 from sparkd.model.deployment import Assignment, DeploymentSpec, DeploymentState, Framework, PartSummary
+from sparkd.model.host import HostAction
 from sparkd.model.versions import FRAMEWORK_PACKAGES, Versions, normalize_package
 from sparkd.peer.v1 import peer_service_pb2 as pb
-from sparkd.v1 import deployment_pb2, node_pb2
+from sparkd.v1 import deployment_pb2, host_service_pb2, node_pb2
 
 NODE_ID_RE = re.compile(r"[a-z2-7]{16}")
 NODE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
@@ -147,6 +148,18 @@ def spec_from_proto(m: deployment_pb2.DeploymentSpec, prefix: str = "spec.") -> 
         return validate(doc)
     except InvalidSpec as e:
         raise InvalidSpec([FieldViolation(f"{prefix}{v.field}", v.description) for v in e.violations]) from None
+
+
+def host_action_to_proto(a: HostAction) -> host_service_pb2.HostAction:
+    """A host plan's action as sparkd.v1.HostAction (the local API's, and a worker's PrepareHost answer)."""
+    return host_service_pb2.HostAction(
+        kind=f"HOST_ACTION_KIND_{a.kind.value}",
+        target=a.target,
+        current=a.current,
+        desired=a.desired,
+        description=a.description,
+        component=a.component,
+    )
 
 
 def assignment_to_proto(a: Assignment) -> pb.Assignment:

@@ -27,11 +27,12 @@ import structlog
 from sparkd.engine.launchers.mpi import MAX_COMMAND_BYTES
 from sparkd.engine.membership import Member, Membership
 from sparkd.engine.spec import validate_name
-from sparkd.errors import FieldViolation, InvalidSpec, PermissionDenied
+from sparkd.errors import FieldViolation, InvalidSpec, PermissionDenied, PreconditionFailed
 from sparkd.host.protocols import Journal
 from sparkd.model.deployment import RENDEZVOUS_PORTS, Assignment, DeploymentSpec, PartPlan
 from sparkd.model.unit import JournalLine, UnitState
 from sparkd.peer import convert, tls
+from sparkd.peer.hostcluster import WorkerHost
 from sparkd.peer.manager import PeerManager
 from sparkd.peer.pairing import PairingOffice
 from sparkd.peer.parts import plan_to_proto
@@ -104,8 +105,30 @@ def check_assignment(assignment: Assignment, spec: DeploymentSpec) -> None:
 class PeerServicer(pb_grpc.PeerServiceServicer):  # type: ignore[misc]
     """Thin servicer: hellos go to the peer manager, parts to this node's deployments."""
 
-    def __init__(self, peers: PeerManager, session: WorkerSession, parts: LocalParts) -> None:
-        self.peers, self.session, self.parts = peers, session, parts
+    def __init__(
+        self, peers: PeerManager, session: WorkerSession, parts: LocalParts, host: WorkerHost | None = None
+    ) -> None:
+        self.peers, self.session, self.parts, self.host = peers, session, parts, host
+
+    def _host(self) -> WorkerHost:
+        if self.host is None:
+            raise PreconditionFailed("this node's host configuration is not served to peers")
+        return self.host
+
+    async def PrepareHost(
+        self, request: pb.PrepareHostRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PrepareHostResponse:
+        return await self._host().prepare(request)
+
+    async def VerifyHost(
+        self, request: pb.VerifyHostRequest, context: grpc.aio.ServicerContext
+    ) -> pb.VerifyHostResponse:
+        return await self._host().verify(request)
+
+    async def FinishHost(
+        self, request: pb.FinishHostRequest, context: grpc.aio.ServicerContext
+    ) -> pb.FinishHostResponse:
+        return await self._host().finish(request)
 
     async def Hello(self, request: pb.HelloRequest, context: grpc.aio.ServicerContext) -> pb.HelloResponse:
         return self.peers.handle_hello(request, caller(self.peers.membership, context))

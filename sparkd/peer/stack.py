@@ -17,11 +17,13 @@ from typing import Protocol
 import structlog
 
 from sparkd import __version__
+from sparkd.engine.hostcfg.configurator import HostConfigurator
 from sparkd.host.protocols import Host
 from sparkd.identity import cert_node_id_in_subprocess
 from sparkd.peer import tls
 from sparkd.peer.announcement import Announcement
 from sparkd.peer.discovery import Discovery, Sighting
+from sparkd.peer.hostcluster import WorkerHost
 from sparkd.peer.manager import PeerManager
 from sparkd.peer.pairing import Joiner, PairingOffice
 from sparkd.peer.server import (
@@ -63,6 +65,7 @@ class PeerStack:
         parts: LocalParts,
         twins: Callable[[], Awaitable[list[str]]],
         discovery: Discoverer | None = None,
+        host_config: HostConfigurator | None = None,
     ) -> None:
         """`manager` is built first (the deployment engine needs it as its `Cluster`), `parts` after it."""
         config, identity, membership, bus = manager.config, manager.identity, manager.membership, manager.bus
@@ -78,7 +81,9 @@ class PeerStack:
         self.office = PairingOffice(config.node.name, membership, identity, bus, cert_id, self._changed_soon)
         self.discovery: Discoverer = discovery or Discovery(twins, self.announcement, port=config.peer.discovery_port)
         self.joiner = Joiner(config, membership, identity, bus, cert_id, self.discovery, self.guard, twins)
-        self.peer_servicer = peer_servicer = PeerServicer(self.manager, self.session, parts)
+        self.peer_servicer = peer_servicer = PeerServicer(
+            self.manager, self.session, parts, WorkerHost(host_config, host.runner) if host_config else None
+        )
         pairing_servicer = PairingServicer(self.office)
         self.peer_listener = Listener(
             "peer", lambda: config.peer.port, lambda: build_peer_server(peer_servicer, membership), self._peer_wanted

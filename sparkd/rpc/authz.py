@@ -23,6 +23,9 @@ LOCAL: dict[str, Access] = {
     f"{_V1}NodeService/GetVersion": Access.READ,
     f"{_V1}HostService/PlanHost": Access.READ,
     f"{_V1}HostService/ApplyHost": Access.ADMIN,
+    f"{_V1}HostService/ConfirmHost": Access.ADMIN,
+    f"{_V1}HostService/RollbackHost": Access.ADMIN,
+    f"{_V1}HostService/RestoreHost": Access.ADMIN,
     f"{_V1}PeerService/ListPeers": Access.READ,
     f"{_V1}PeerService/BeginPairing": Access.ADMIN,
     f"{_V1}PeerService/JoinPairing": Access.ADMIN,
@@ -52,6 +55,9 @@ PEER: dict[str, frozenset[str]] = {
     f"{_PEER}StopPart": frozenset({"head"}),
     f"{_PEER}PreparePart": frozenset({"head"}),
     f"{_PEER}PartLogs": frozenset({"head"}),
+    f"{_PEER}PrepareHost": frozenset({"head"}),  # the head's cluster-wide host apply
+    f"{_PEER}VerifyHost": frozenset({"head"}),
+    f"{_PEER}FinishHost": frozenset({"head"}),
     # The pairing listener: callers are not authenticated yet ("" is any caller); the token is the check.
     "/sparkd.peer.v1.PairingService/Join": frozenset({""}),
 }

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1csparkd/v1/error_reason.proto\x12\tsparkd.v1*\xc8\x03\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x45RROR_REASON_INVALID_SPEC\x10\x01\x12\x1a\n\x16\x45RROR_REASON_NOT_FOUND\x10\x02\x12\x1f\n\x1b\x45RROR_REASON_ALREADY_EXISTS\x10\x03\x12$\n ERROR_REASON_PRECONDITION_FAILED\x10\x04\x12!\n\x1d\x45RROR_REASON_PEER_UNAVAILABLE\x10\x05\x12*\n&ERROR_REASON_ROUTE_NOT_ON_INTERCONNECT\x10\x06\x12\x1e\n\x1a\x45RROR_REASON_VERIFY_FAILED\x10\x07\x12&\n\"ERROR_REASON_HOST_OPERATION_FAILED\x10\x08\x12\"\n\x1e\x45RROR_REASON_PERMISSION_DENIED\x10\t\x12\x1e\n\x1a\x45RROR_REASON_NOT_SUPPORTED\x10\n\x12\x19\n\x15\x45RROR_REASON_INTERNAL\x10\x0b\x12#\n\x1f\x45RROR_REASON_RESOURCE_EXHAUSTED\x10\x0c\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1csparkd/v1/error_reason.proto\x12\tsparkd.v1*\xe2\x03\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x1d\n\x19\x45RROR_REASON_INVALID_SPEC\x10\x01\x12\x1a\n\x16\x45RROR_REASON_NOT_FOUND\x10\x02\x12\x1f\n\x1b\x45RROR_REASON_ALREADY_EXISTS\x10\x03\x12$\n ERROR_REASON_PRECONDITION_FAILED\x10\x04\x12!\n\x1d\x45RROR_REASON_PEER_UNAVAILABLE\x10\x05\x12*\n&ERROR_REASON_ROUTE_NOT_ON_INTERCONNECT\x10\x06\x12\x1e\n\x1a\x45RROR_REASON_VERIFY_FAILED\x10\x07\x12&\n\"ERROR_REASON_HOST_OPERATION_FAILED\x10\x08\x12\"\n\x1e\x45RROR_REASON_PERMISSION_DENIED\x10\t\x12\x1e\n\x1a\x45RROR_REASON_NOT_SUPPORTED\x10\n\x12\x19\n\x15\x45RROR_REASON_INTERNAL\x10\x0b\x12#\n\x1f\x45RROR_REASON_RESOURCE_EXHAUSTED\x10\x0c\x12\x18\n\x14\x45RROR_REASON_ABORTED\x10\rb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,5 +32,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sparkd.v1.error_reason_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ERRORREASON']._serialized_start=44
-  _globals['_ERRORREASON']._serialized_end=500
+  _globals['_ERRORREASON']._serialized_end=526
 # @@protoc_insertion_point(module_scope)

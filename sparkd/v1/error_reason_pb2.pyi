@@ -19,6 +19,7 @@ class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ERROR_REASON_NOT_SUPPORTED: _ClassVar[ErrorReason]
     ERROR_REASON_INTERNAL: _ClassVar[ErrorReason]
     ERROR_REASON_RESOURCE_EXHAUSTED: _ClassVar[ErrorReason]
+    ERROR_REASON_ABORTED: _ClassVar[ErrorReason]
 ERROR_REASON_UNSPECIFIED: ErrorReason
 ERROR_REASON_INVALID_SPEC: ErrorReason
 ERROR_REASON_NOT_FOUND: ErrorReason
@@ -32,3 +33,4 @@ ERROR_REASON_PERMISSION_DENIED: ErrorReason
 ERROR_REASON_NOT_SUPPORTED: ErrorReason
 ERROR_REASON_INTERNAL: ErrorReason
 ERROR_REASON_RESOURCE_EXHAUSTED: ErrorReason
+ERROR_REASON_ABORTED: ErrorReason

@@ -24,25 +24,45 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1csparkd/v1/host_service.proto\x12\tsparkd.v1\"|\n\nHostAction\x12\'\n\x04kind\x18\x01 \x01(\x0e\x32\x19.sparkd.v1.HostActionKind\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x65sired\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"\x11\n\x0fPlanHostRequest\"K\n\x10PlanHostResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x08\x12&\n\x07\x61\x63tions\x18\x02 \x03(\x0b\x32\x15.sparkd.v1.HostAction\"#\n\x10\x41pplyHostRequest\x12\x0f\n\x07\x64ry_run\x18\x01 \x01(\x08\"^\n\x11\x41pplyHostResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x08\x12&\n\x07\x61\x63tions\x18\x02 \x03(\x0b\x32\x15.sparkd.v1.HostAction\x12\x10\n\x08verified\x18\x03 \x01(\x08*\xda\x01\n\x0eHostActionKind\x12 \n\x1cHOST_ACTION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18HOST_ACTION_KIND_SET_MTU\x10\x01\x12 \n\x1cHOST_ACTION_KIND_ADD_ADDRESS\x10\x02\x12#\n\x1fHOST_ACTION_KIND_REMOVE_ADDRESS\x10\x03\x12 \n\x1cHOST_ACTION_KIND_SET_LINK_UP\x10\x04\x12\x1f\n\x1bHOST_ACTION_KIND_WRITE_FILE\x10\x05\x32\x9a\x01\n\x0bHostService\x12\x43\n\x08PlanHost\x12\x1a.sparkd.v1.PlanHostRequest\x1a\x1b.sparkd.v1.PlanHostResponse\x12\x46\n\tApplyHost\x12\x1b.sparkd.v1.ApplyHostRequest\x1a\x1c.sparkd.v1.ApplyHostResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1csparkd/v1/host_service.proto\x12\tsparkd.v1\"\x8f\x01\n\nHostAction\x12\'\n\x04kind\x18\x01 \x01(\x0e\x32\x19.sparkd.v1.HostActionKind\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x03 \x01(\t\x12\x0f\n\x07\x64\x65sired\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12\x11\n\tcomponent\x18\x06 \x01(\t\"@\n\x08HostTwin\x12\x0e\n\x06netdev\x18\x01 \x01(\t\x12\x13\n\x0brdma_device\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\"\x92\x02\n\x0b\x44\x65siredHost\x12\"\n\x05twins\x18\x01 \x03(\x0b\x32\x13.sparkd.v1.HostTwin\x12\x0b\n\x03mtu\x18\x02 \x01(\r\x12\x0f\n\x07persist\x18\x03 \x01(\x08\x12\x0b\n\x03qos\x18\x04 \x01(\x08\x12\x14\n\x0cqos_priority\x18\x05 \x01(\r\x12\x11\n\tqos_trust\x18\x06 \x01(\t\x12\x0f\n\x07qos_tos\x18\x07 \x01(\r\x12\x0f\n\x07peermem\x18\x08 \x01(\x08\x12\x0c\n\x04nccl\x18\t \x03(\t\x12\r\n\x05hosts\x18\n \x03(\t\x12\x16\n\x0e\x66irewall_ports\x18\x0b \x03(\r\x12\x10\n\x08hostname\x18\x0c \x01(\t\x12\x10\n\x08\x65xisting\x18\r \x01(\t\x12\x10\n\x08takeover\x18\x0e \x03(\t\"M\n\nHostTarget\x12\x15\n\rdesired_state\x18\x01 \x01(\t\x12\x13\n\x0b\x61\x63\x63\x65pt_risk\x18\x02 \x01(\t\x12\x13\n\x0bssh_address\x18\x03 \x01(\t\"8\n\x0fPlanHostRequest\x12%\n\x06target\x18\x01 \x01(\x0b\x32\x15.sparkd.v1.HostTarget\"\x83\x01\n\x10PlanHostResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x08\x12&\n\x07\x61\x63tions\x18\x02 \x03(\x0b\x32\x15.sparkd.v1.HostAction\x12\'\n\x07\x64\x65sired\x18\x03 \x01(\x0b\x32\x16.sparkd.v1.DesiredHost\x12\r\n\x05notes\x18\x04 \x03(\t\"v\n\x10\x41pplyHostRequest\x12\x0f\n\x07\x64ry_run\x18\x01 \x01(\x08\x12%\n\x06target\x18\x02 \x01(\x0b\x32\x15.sparkd.v1.HostTarget\x12\x19\n\x11\x63onfirm_timeout_s\x18\x03 \x01(\x01\x12\x0f\n\x07\x63luster\x18\x04 \x01(\x08\"f\n\x0eNodeHostResult\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\x12&\n\x07\x61\x63tions\x18\x03 \x03(\x0b\x32\x15.sparkd.v1.HostAction\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"\xc8\x01\n\x11\x41pplyHostResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x08\x12&\n\x07\x61\x63tions\x18\x02 \x03(\x0b\x32\x15.sparkd.v1.HostAction\x12\x10\n\x08verified\x18\x03 \x01(\x08\x12\x15\n\rpending_until\x18\x04 \x01(\x01\x12(\n\x05nodes\x18\x05 \x03(\x0b\x32\x19.sparkd.v1.NodeHostResult\x12\'\n\x07\x64\x65sired\x18\x06 \x01(\x0b\x32\x16.sparkd.v1.DesiredHost\"\x14\n\x12\x43onfirmHostRequest\"\'\n\x13\x43onfirmHostResponse\x12\x10\n\x08\x61pply_id\x18\x01 \x01(\t\"\x15\n\x13RollbackHostRequest\"(\n\x14RollbackHostResponse\x12\x10\n\x08\x61pply_id\x18\x01 \x01(\t\"\x14\n\x12RestoreHostRequest\"\'\n\x13RestoreHostResponse\x12\x10\n\x08restored\x18\x01 \x03(\t*\xc4\x03\n\x0eHostActionKind\x12 \n\x1cHOST_ACTION_KIND_UNSPECIFIED\x10\x00\x12\x1c\n\x18HOST_ACTION_KIND_SET_MTU\x10\x01\x12 \n\x1cHOST_ACTION_KIND_ADD_ADDRESS\x10\x02\x12#\n\x1fHOST_ACTION_KIND_REMOVE_ADDRESS\x10\x03\x12 \n\x1cHOST_ACTION_KIND_SET_LINK_UP\x10\x04\x12\x1f\n\x1bHOST_ACTION_KIND_WRITE_FILE\x10\x05\x12 \n\x1cHOST_ACTION_KIND_REMOVE_FILE\x10\x06\x12\x1c\n\x18HOST_ACTION_KIND_SET_QOS\x10\x07\x12 \n\x1cHOST_ACTION_KIND_LOAD_MODULE\x10\x08\x12\x1e\n\x1aHOST_ACTION_KIND_OPEN_PORT\x10\t\x12!\n\x1dHOST_ACTION_KIND_SET_HOSTNAME\x10\n\x12\"\n\x1eHOST_ACTION_KIND_SET_LINK_DOWN\x10\x0b\x12\x1f\n\x1bHOST_ACTION_KIND_CLOSE_PORT\x10\x0c\x32\x87\x03\n\x0bHostService\x12\x43\n\x08PlanHost\x12\x1a.sparkd.v1.PlanHostRequest\x1a\x1b.sparkd.v1.PlanHostResponse\x12\x46\n\tApplyHost\x12\x1b.sparkd.v1.ApplyHostRequest\x1a\x1c.sparkd.v1.ApplyHostResponse\x12L\n\x0b\x43onfirmHost\x12\x1d.sparkd.v1.ConfirmHostRequest\x1a\x1e.sparkd.v1.ConfirmHostResponse\x12O\n\x0cRollbackHost\x12\x1e.sparkd.v1.RollbackHostRequest\x1a\x1f.sparkd.v1.RollbackHostResponse\x12L\n\x0bRestoreHost\x12\x1d.sparkd.v1.RestoreHostRequest\x1a\x1e.sparkd.v1.RestoreHostResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sparkd.v1.host_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_HOSTACTIONKIND']._serialized_start=399
-  _globals['_HOSTACTIONKIND']._serialized_end=617
-  _globals['_HOSTACTION']._serialized_start=43
-  _globals['_HOSTACTION']._serialized_end=167
-  _globals['_PLANHOSTREQUEST']._serialized_start=169
-  _globals['_PLANHOSTREQUEST']._serialized_end=186
-  _globals['_PLANHOSTRESPONSE']._serialized_start=188
-  _globals['_PLANHOSTRESPONSE']._serialized_end=263
-  _globals['_APPLYHOSTREQUEST']._serialized_start=265
-  _globals['_APPLYHOSTREQUEST']._serialized_end=300
-  _globals['_APPLYHOSTRESPONSE']._serialized_start=302
-  _globals['_APPLYHOSTRESPONSE']._serialized_end=396
-  _globals['_HOSTSERVICE']._serialized_start=620
-  _globals['_HOSTSERVICE']._serialized_end=774
+  _globals['_HOSTACTIONKIND']._serialized_start=1422
+  _globals['_HOSTACTIONKIND']._serialized_end=1874
+  _globals['_HOSTACTION']._serialized_start=44
+  _globals['_HOSTACTION']._serialized_end=187
+  _globals['_HOSTTWIN']._serialized_start=189
+  _globals['_HOSTTWIN']._serialized_end=253
+  _globals['_DESIREDHOST']._serialized_start=256
+  _globals['_DESIREDHOST']._serialized_end=530
+  _globals['_HOSTTARGET']._serialized_start=532
+  _globals['_HOSTTARGET']._serialized_end=609
+  _globals['_PLANHOSTREQUEST']._serialized_start=611
+  _globals['_PLANHOSTREQUEST']._serialized_end=667
+  _globals['_PLANHOSTRESPONSE']._serialized_start=670
+  _globals['_PLANHOSTRESPONSE']._serialized_end=801
+  _globals['_APPLYHOSTREQUEST']._serialized_start=803
+  _globals['_APPLYHOSTREQUEST']._serialized_end=921
+  _globals['_NODEHOSTRESULT']._serialized_start=923
+  _globals['_NODEHOSTRESULT']._serialized_end=1025
+  _globals['_APPLYHOSTRESPONSE']._serialized_start=1028
+  _globals['_APPLYHOSTRESPONSE']._serialized_end=1228
+  _globals['_CONFIRMHOSTREQUEST']._serialized_start=1230
+  _globals['_CONFIRMHOSTREQUEST']._serialized_end=1250
+  _globals['_CONFIRMHOSTRESPONSE']._serialized_start=1252
+  _globals['_CONFIRMHOSTRESPONSE']._serialized_end=1291
+  _globals['_ROLLBACKHOSTREQUEST']._serialized_start=1293
+  _globals['_ROLLBACKHOSTREQUEST']._serialized_end=1314
+  _globals['_ROLLBACKHOSTRESPONSE']._serialized_start=1316
+  _globals['_ROLLBACKHOSTRESPONSE']._serialized_end=1356
+  _globals['_RESTOREHOSTREQUEST']._serialized_start=1358
+  _globals['_RESTOREHOSTREQUEST']._serialized_end=1378
+  _globals['_RESTOREHOSTRESPONSE']._serialized_start=1380
+  _globals['_RESTOREHOSTRESPONSE']._serialized_end=1419
+  _globals['_HOSTSERVICE']._serialized_start=1877
+  _globals['_HOSTSERVICE']._serialized_end=2268
 # @@protoc_insertion_point(module_scope)

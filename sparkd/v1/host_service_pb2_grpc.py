@@ -27,8 +27,11 @@ if _version_not_supported:
 
 class HostServiceStub:
     """HostService configures this node's side of the interconnect: addresses and
-    MTU on both twins (netlink) and the NCCL settings file. Desired state comes
-    from the daemon config; applying the same desired state twice changes nothing.
+    MTU on both twins (netlink), persistence, RoCE QoS, GPUDirect, the NCCL
+    settings, the /etc/hosts block, firewall openings and the hostname. Desired
+    state comes from the daemon config (or a desired-state file for one run);
+    applying the same desired state twice changes nothing. One operation runs at
+    a time: a second one is ABORTED (ERROR_REASON_ABORTED) and changes nothing.
     """
 
     def __init__(self, channel):
@@ -47,12 +50,30 @@ class HostServiceStub:
                 request_serializer=sparkd_dot_v1_dot_host__service__pb2.ApplyHostRequest.SerializeToString,
                 response_deserializer=sparkd_dot_v1_dot_host__service__pb2.ApplyHostResponse.FromString,
                 _registered_method=True)
+        self.ConfirmHost = channel.unary_unary(
+                '/sparkd.v1.HostService/ConfirmHost',
+                request_serializer=sparkd_dot_v1_dot_host__service__pb2.ConfirmHostRequest.SerializeToString,
+                response_deserializer=sparkd_dot_v1_dot_host__service__pb2.ConfirmHostResponse.FromString,
+                _registered_method=True)
+        self.RollbackHost = channel.unary_unary(
+                '/sparkd.v1.HostService/RollbackHost',
+                request_serializer=sparkd_dot_v1_dot_host__service__pb2.RollbackHostRequest.SerializeToString,
+                response_deserializer=sparkd_dot_v1_dot_host__service__pb2.RollbackHostResponse.FromString,
+                _registered_method=True)
+        self.RestoreHost = channel.unary_unary(
+                '/sparkd.v1.HostService/RestoreHost',
+                request_serializer=sparkd_dot_v1_dot_host__service__pb2.RestoreHostRequest.SerializeToString,
+                response_deserializer=sparkd_dot_v1_dot_host__service__pb2.RestoreHostResponse.FromString,
+                _registered_method=True)
 
 
 class HostServiceServicer:
     """HostService configures this node's side of the interconnect: addresses and
-    MTU on both twins (netlink) and the NCCL settings file. Desired state comes
-    from the daemon config; applying the same desired state twice changes nothing.
+    MTU on both twins (netlink), persistence, RoCE QoS, GPUDirect, the NCCL
+    settings, the /etc/hosts block, firewall openings and the hostname. Desired
+    state comes from the daemon config (or a desired-state file for one run);
+    applying the same desired state twice changes nothing. One operation runs at
+    a time: a second one is ABORTED (ERROR_REASON_ABORTED) and changes nothing.
     """
 
     def PlanHost(self, request, context):
@@ -64,8 +85,32 @@ class HostServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ApplyHost(self, request, context):
-        """ApplyHost takes the planned actions, verifies the result by observing the
-        host again, and rolls every action back if verification fails.
+        """ApplyHost writes an intent journal, takes the planned actions, verifies
+        the result by observing the host again, and commits; it restores the
+        exact prior state if any action or the verification fails.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmHost(self, request, context):
+        """ConfirmHost keeps an apply made with confirm_timeout_s.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackHost(self, request, context):
+        """RollbackHost undoes an apply made with confirm_timeout_s, now.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RestoreHost(self, request, context):
+        """RestoreHost brings the host back to how it was before sparkd first
+        changed it (files byte for byte, addresses, MTU, QoS); sparkd then
+        manages nothing until the next apply.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -84,6 +129,21 @@ def add_HostServiceServicer_to_server(servicer, server):
                     request_deserializer=sparkd_dot_v1_dot_host__service__pb2.ApplyHostRequest.FromString,
                     response_serializer=sparkd_dot_v1_dot_host__service__pb2.ApplyHostResponse.SerializeToString,
             ),
+            'ConfirmHost': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmHost,
+                    request_deserializer=sparkd_dot_v1_dot_host__service__pb2.ConfirmHostRequest.FromString,
+                    response_serializer=sparkd_dot_v1_dot_host__service__pb2.ConfirmHostResponse.SerializeToString,
+            ),
+            'RollbackHost': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackHost,
+                    request_deserializer=sparkd_dot_v1_dot_host__service__pb2.RollbackHostRequest.FromString,
+                    response_serializer=sparkd_dot_v1_dot_host__service__pb2.RollbackHostResponse.SerializeToString,
+            ),
+            'RestoreHost': grpc.unary_unary_rpc_method_handler(
+                    servicer.RestoreHost,
+                    request_deserializer=sparkd_dot_v1_dot_host__service__pb2.RestoreHostRequest.FromString,
+                    response_serializer=sparkd_dot_v1_dot_host__service__pb2.RestoreHostResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'sparkd.v1.HostService', rpc_method_handlers)
@@ -94,8 +154,11 @@ def add_HostServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class HostService:
     """HostService configures this node's side of the interconnect: addresses and
-    MTU on both twins (netlink) and the NCCL settings file. Desired state comes
-    from the daemon config; applying the same desired state twice changes nothing.
+    MTU on both twins (netlink), persistence, RoCE QoS, GPUDirect, the NCCL
+    settings, the /etc/hosts block, firewall openings and the hostname. Desired
+    state comes from the daemon config (or a desired-state file for one run);
+    applying the same desired state twice changes nothing. One operation runs at
+    a time: a second one is ABORTED (ERROR_REASON_ABORTED) and changes nothing.
     """
 
     @staticmethod
@@ -142,6 +205,87 @@ class HostService:
             '/sparkd.v1.HostService/ApplyHost',
             sparkd_dot_v1_dot_host__service__pb2.ApplyHostRequest.SerializeToString,
             sparkd_dot_v1_dot_host__service__pb2.ApplyHostResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmHost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sparkd.v1.HostService/ConfirmHost',
+            sparkd_dot_v1_dot_host__service__pb2.ConfirmHostRequest.SerializeToString,
+            sparkd_dot_v1_dot_host__service__pb2.ConfirmHostResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackHost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sparkd.v1.HostService/RollbackHost',
+            sparkd_dot_v1_dot_host__service__pb2.RollbackHostRequest.SerializeToString,
+            sparkd_dot_v1_dot_host__service__pb2.RollbackHostResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RestoreHost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sparkd.v1.HostService/RestoreHost',
+            sparkd_dot_v1_dot_host__service__pb2.RestoreHostRequest.SerializeToString,
+            sparkd_dot_v1_dot_host__service__pb2.RestoreHostResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,7 +27,7 @@ from sparkd.v1 import node_pb2 as sparkd_dot_v1_dot_node__pb2
 from sparkd.v1 import peer_pb2 as sparkd_dot_v1_dot_peer__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esparkd/v1/status_service.proto\x12\tsparkd.v1\x1a\x1asparkd/v1/deployment.proto\x1a\x14sparkd/v1/node.proto\x1a\x14sparkd/v1/peer.proto\"\x12\n\x10GetStatusRequest\"~\n\x11GetStatusResponse\x12\x1d\n\x04node\x18\x01 \x01(\x0b\x32\x0f.sparkd.v1.Node\x12\x1e\n\x05peers\x18\x02 \x03(\x0b\x32\x0f.sparkd.v1.Peer\x12*\n\x0b\x64\x65ployments\x18\x03 \x03(\x0b\x32\x15.sparkd.v1.Deployment2W\n\rStatusService\x12\x46\n\tGetStatus\x12\x1b.sparkd.v1.GetStatusRequest\x1a\x1c.sparkd.v1.GetStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1esparkd/v1/status_service.proto\x12\tsparkd.v1\x1a\x1asparkd/v1/deployment.proto\x1a\x14sparkd/v1/node.proto\x1a\x14sparkd/v1/peer.proto\"\x12\n\x10GetStatusRequest\"\xa3\x01\n\x11GetStatusResponse\x12\x1d\n\x04node\x18\x01 \x01(\x0b\x32\x0f.sparkd.v1.Node\x12\x1e\n\x05peers\x18\x02 \x03(\x0b\x32\x0f.sparkd.v1.Peer\x12*\n\x0b\x64\x65ployments\x18\x03 \x03(\x0b\x32\x15.sparkd.v1.Deployment\x12#\n\x04host\x18\x04 \x01(\x0b\x32\x15.sparkd.v1.HostStatus\"E\n\nHostStatus\x12\x11\n\tcommitted\x18\x01 \x01(\x08\x12\r\n\x05\x64rift\x18\x02 \x03(\t\x12\x15\n\rpending_until\x18\x03 \x01(\x01\x32W\n\rStatusService\x12\x46\n\tGetStatus\x12\x1b.sparkd.v1.GetStatusRequest\x1a\x1c.sparkd.v1.GetStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,8 +36,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_GETSTATUSREQUEST']._serialized_start=117
   _globals['_GETSTATUSREQUEST']._serialized_end=135
-  _globals['_GETSTATUSRESPONSE']._serialized_start=137
-  _globals['_GETSTATUSRESPONSE']._serialized_end=263
-  _globals['_STATUSSERVICE']._serialized_start=265
-  _globals['_STATUSSERVICE']._serialized_end=352
+  _globals['_GETSTATUSRESPONSE']._serialized_start=138
+  _globals['_GETSTATUSRESPONSE']._serialized_end=301
+  _globals['_HOSTSTATUS']._serialized_start=303
+  _globals['_HOSTSTATUS']._serialized_end=372
+  _globals['_STATUSSERVICE']._serialized_start=374
+  _globals['_STATUSSERVICE']._serialized_end=461
 # @@protoc_insertion_point(module_scope)

@@ -32,6 +32,8 @@ from sparkd.lab import fixtures
 from sparkd.model.inventory import GpuInfo, LinkState
 from sparkd.model.unit import CLD_DUMPED, CLD_EXITED, CLD_KILLED, JournalLine, UnitSpec, UnitState
 
+#: Where (under the sysroot, left out of `dump`) the stand-in host tools and their state live.
+TOOLS_DIR = "lab-tools"
 #: The four CX-7 netdevs of the lab fixtures; cage p1 (function 1) is cabled.
 NETDEVS = ("enp1s0f0np0", "enp1s0f1np1", "enP2p1s0f0np0", "enP2p1s0f1np1")
 
@@ -47,6 +49,13 @@ class FakeNetlink:
         self.routes: dict[str, str] = {}  # address -> ifname; anything else has no route
         self.watchers: list[Callable[[], None]] = []  # watch_links callbacks; set_carrier calls them
         self.fail: set[str] = set()  # "set_mtu:enp1s0f1np1" makes that call fail
+        self.delay = 0.0  # seconds each set_mtu takes (a slow kernel: for concurrent applies)
+
+    def add_link(self, name: str, *addresses: str) -> None:
+        """Another netdev, up with carrier (the management port, say)."""
+        self._links[name] = LinkState(
+            name, len(self._links) + 2, True, True, "UP", 1500, tuple(ipaddress.IPv4Interface(a) for a in addresses)
+        )
 
     def _check(self, op: str, ifname: str) -> LinkState:
         if f"{op}:{ifname}" in self.fail:
@@ -59,6 +68,7 @@ class FakeNetlink:
         return dict(self._links)
 
     async def set_mtu(self, ifname: str, mtu: int) -> None:
+        await asyncio.sleep(self.delay)
         self._links[ifname] = dataclasses.replace(self._check("set_mtu", ifname), mtu=mtu)
 
     async def set_up(self, ifname: str, up: bool = True) -> None:
@@ -341,17 +351,32 @@ class FakePorts:
 class FakeRunner:
     """Records every argv; answers exit 0 with no output unless a test sets `results`. sparkd's own helper
     (`python -m sparkd.identity`, which parses certificates in a child process) really runs: it is sparkd's
-    code, not a host tool."""
+    code, not a host tool. So do the lab's stand-in host tools in `tools` (dcb, mlnx_qos, modprobe, ufw,
+    hostnamectl: `sparkd.lab.fixtures.write_tools`), which keep their state in that directory and print it
+    in the real tools' formats, so that the host configuration verifies real output."""
 
-    def __init__(self) -> None:
+    def __init__(self, tools: Path | None = None) -> None:
         self.argvs: list[tuple[str, ...]] = []
         self.results: dict[str, CommandResult] = {}
+        self.programs: dict[str, str] = {}  # name -> path: what `which` finds besides the stand-in tools
+        self.tools = tools
+
+    def which(self, name: str) -> str | None:
+        if name in self.programs:
+            return self.programs[name]
+        if self.tools is not None and name in fixtures.TOOL_NAMES and (self.tools / name).exists():
+            return str(self.tools / name)
+        return None
 
     async def run(self, argv: Sequence[str], timeout: float) -> CommandResult:
         self.argvs.append(tuple(argv))
         if tuple(argv[:4]) == (sys.executable, "-I", "-m", "sparkd.identity"):
             return await SubprocessRunner().run(argv, timeout)
-        return self.results.get(argv[0], CommandResult(tuple(argv), 0, "", ""))
+        if argv[0] in self.results:
+            return self.results[argv[0]]
+        if self.tools is not None and Path(argv[0]).parent == self.tools:
+            return await SubprocessRunner().run(argv, timeout)
+        return CommandResult(tuple(argv), 0, "", "")
 
 
 class FakeHost:
@@ -366,7 +391,8 @@ class FakeHost:
         self.systemd = FakeSystemd(self.journal)
         self.gpus = FakeGpus()
         self.http = FakeHttp()
-        self.runner = FakeRunner()
+        self.tools = fixtures.write_tools(root / TOOLS_DIR, root)
+        self.runner = FakeRunner(self.tools)
         self.ports = FakePorts()
         self._fixture_files = set(self._files())
 
@@ -391,10 +417,14 @@ class FakeHost:
     def dump(self, files: bool = True) -> str:
         """The host's state as sorted text: links, units, commands run, and the files sparkd wrote."""
         lines = self.netlink.dump() + self.systemd.dump()
-        lines += [f"ran {' '.join(argv)}" for argv in self.runner.argvs]
+        # The stand-in tools' runs are observations as much as changes: their state is what they were given.
+        lines += [f"ran {' '.join(argv)}" for argv in self.runner.argvs if Path(argv[0]).parent != self.tools]
+        for state in sorted(self.tools.glob("*-state.json")):
+            compact = json.dumps(json.loads(state.read_text()), sort_keys=True, separators=(",", ":"))
+            lines.append(f"tool {state.name} {compact}")
         if files:
             for path in self._files():
-                if path in self._fixture_files:
+                if path in self._fixture_files or path.is_relative_to(self.tools):
                     continue
                 rel = "/" + str(path.relative_to(self.root))
                 mode = oct(path.stat().st_mode & 0o777)

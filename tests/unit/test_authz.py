@@ -60,6 +60,9 @@ def test_mutating_methods_are_admin() -> None:
     admin = {m for m, a in authz.LOCAL.items() if a is authz.Access.ADMIN}
     assert admin == {
         "/sparkd.v1.HostService/ApplyHost",
+        "/sparkd.v1.HostService/ConfirmHost",
+        "/sparkd.v1.HostService/RollbackHost",
+        "/sparkd.v1.HostService/RestoreHost",
         "/sparkd.v1.DeploymentService/CreateDeployment",
         "/sparkd.v1.DeploymentService/DeleteDeployment",
         "/sparkd.v1.DeploymentService/PlanDeployment",  # hashes the model on every node

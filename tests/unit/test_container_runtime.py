@@ -267,6 +267,9 @@ class RaisingRunner:
     def __init__(self, message: str) -> None:
         self.message = message
 
+    def which(self, name: str) -> str | None:
+        return None
+
     async def run(self, argv: Sequence[str], timeout: float) -> CommandResult:
         raise HostOperationFailed(self.message, command=argv[0])
 

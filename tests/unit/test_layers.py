@@ -80,7 +80,7 @@ FORBIDDEN_IMPORTS = [
     ("sparkd/model/deployment.py", "import os", "model and render do no IO and know nothing else"),
     ("sparkd/render/nccl.py", "from sparkd.host import sysroot", "model and render do no IO and know nothing else"),
     (
-        "sparkd/engine/host.py",
+        "sparkd/engine/hostcfg/links.py",
         "from sparkd.host import netlink",
         "engine, peer and API use host adapters only via sparkd.host.protocols",
     ),

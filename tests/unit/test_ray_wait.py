@@ -42,6 +42,9 @@ class Answers:
     def __init__(self, *results: CommandResult) -> None:
         self.results, self.calls = list(results), 0
 
+    def which(self, name: str) -> str | None:
+        return None
+
     async def run(self, argv: Sequence[str], timeout: float) -> CommandResult:
         self.calls += 1
         return self.results.pop(0) if len(self.results) > 1 else self.results[0]

@@ -10,8 +10,9 @@ UCX `UCX_NET_DEVICES`, OpenMPI's TCP transports `OMPI_MCA_btl_tcp_if_include` an
 
 from __future__ import annotations
 
+from sparkd.model.host import QosSettings
 from sparkd.model.inventory import Twins
-from sparkd.render.nccl import nccl_env
+from sparkd.render.nccl import host_nccl_env
 
 #: Variables sparkd sets from the interconnect: a spec's `env` may not set them.
 MANAGED = (
@@ -23,6 +24,7 @@ MANAGED = (
     "TP_SOCKET_IFNAME",
     "NCCL_SOCKET_IFNAME",
     "NCCL_IB_HCA",
+    "NCCL_IB_TC",
     "UCX_NET_DEVICES",
     "OMPI_MCA_btl_tcp_if_include",
     "OMPI_MCA_oob_tcp_if_include",
@@ -31,8 +33,12 @@ MANAGED = (
 )
 
 
-def environment(host_ip: str, master_addr: str, twins: Twins) -> dict[str, str]:
-    """The interface variables of a node whose twin A has `host_ip`, in a stable order."""
+_NO_QOS = QosSettings(enabled=False)
+
+
+def environment(host_ip: str, master_addr: str, twins: Twins, qos: QosSettings = _NO_QOS) -> dict[str, str]:
+    """The interface variables of a node whose twin A has `host_ip`, in a stable order; with RoCE QoS on, the
+    NCCL variables are those of /etc/nccl.conf (`render.nccl.host_nccl_env`), NCCL_IB_TC included."""
     netdev = twins.a.netdev
     env = {
         "VLLM_HOST_IP": host_ip,
@@ -44,5 +50,5 @@ def environment(host_ip: str, master_addr: str, twins: Twins) -> dict[str, str]:
         "OMPI_MCA_btl_tcp_if_include": netdev,
         "OMPI_MCA_oob_tcp_if_include": netdev,
     }
-    env.update(nccl_env(twins))
+    env.update(host_nccl_env(twins, qos))
     return env

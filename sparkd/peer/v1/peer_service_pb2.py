@@ -23,10 +23,11 @@ _sym_db = _symbol_database.Default()
 
 
 from sparkd.v1 import deployment_pb2 as sparkd_dot_v1_dot_deployment__pb2
+from sparkd.v1 import host_service_pb2 as sparkd_dot_v1_dot_host__service__pb2
 from sparkd.v1 import node_pb2 as sparkd_dot_v1_dot_node__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!sparkd/peer/v1/peer_service.proto\x12\x0esparkd.peer.v1\x1a\x1asparkd/v1/deployment.proto\x1a\x14sparkd/v1/node.proto\"\x9e\x02\n\tNodeHello\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x04role\x18\x03 \x01(\x0e\x32\x13.sparkd.v1.NodeRole\x12\r\n\x05index\x18\x04 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\x16\n\x0esparkd_version\x18\x06 \x01(\t\x12\x18\n\x10protocol_version\x18\x07 \x01(\r\x12\x14\n\x0cprotocol_min\x18\x08 \x01(\r\x12\x14\n\x0cprotocol_max\x18\t \x01(\r\x12\x14\n\x0c\x63\x61pabilities\x18\n \x03(\t\x12*\n\x08versions\x18\x0b \x01(\x0b\x32\x18.sparkd.peer.v1.Versions\x12\x0f\n\x07\x62oot_id\x18\x0c \x01(\t\"(\n\x07Package\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x8a\x01\n\x08Versions\x12\x0e\n\x06sparkd\x18\x01 \x01(\t\x12+\n\nframeworks\x18\x02 \x03(\x0b\x32\x17.sparkd.peer.v1.Package\x12\x13\n\x0bnccl_sha256\x18\x03 \x01(\t\x12\x0e\n\x06\x64river\x18\x04 \x01(\t\x12\x0c\n\x04\x63uda\x18\x05 \x01(\t\x12\x0e\n\x06kernel\x18\x06 \x01(\t\"\x92\x01\n\x0cHelloRequest\x12\'\n\x04node\x18\x01 \x01(\x0b\x32\x19.sparkd.peer.v1.NodeHello\x12\x36\n\x0b\x64\x65ployments\x18\x02 \x03(\x0b\x32!.sparkd.peer.v1.DeploymentSummary\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x12\n\nrendezvous\x18\x04 \x01(\x08\"\x7f\n\rHelloResponse\x12\'\n\x04node\x18\x01 \x01(\x0b\x32\x19.sparkd.peer.v1.NodeHello\x12\x36\n\x0b\x64\x65ployments\x18\x02 \x03(\x0b\x32!.sparkd.peer.v1.DeploymentSummary\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\"\xaf\x01\n\x11\x44\x65ploymentSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x05state\x18\x02 \x01(\x0e\x32\x1a.sparkd.v1.DeploymentState\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\x19\n\x11unit_active_state\x18\x04 \x01(\t\x12\x0f\n\x07\x66\x61ilure\x18\x05 \x01(\t\x12\x14\n\x0cjournal_tail\x18\x06 \x03(\t\x12\x11\n\texit_time\x18\x07 \x01(\x01\"T\n\nAssignment\x12\x0c\n\x04rank\x18\x01 \x01(\r\x12\x0e\n\x06nnodes\x18\x02 \x01(\r\x12\x13\n\x0bmaster_addr\x18\x03 \x01(\t\x12\x13\n\x0bmaster_port\x18\x04 \x01(\r\"\x92\x01\n\x10StartPartRequest\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.sparkd.v1.DeploymentSpec\x12.\n\nassignment\x18\x02 \x01(\x0b\x32\x1a.sparkd.peer.v1.Assignment\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x16\n\x0elaunch_command\x18\x04 \x01(\t\"<\n\x11StartPartResponse\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x19\n\x11unit_active_state\x18\x02 \x01(\t\".\n\x0fStopPartRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\" \n\x10StopPartResponse\x12\x0c\n\x04unit\x18\x01 \x01(\t\"|\n\x12PreparePartRequest\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.sparkd.v1.DeploymentSpec\x12.\n\nassignment\x18\x02 \x01(\x0b\x32\x1a.sparkd.peer.v1.Assignment\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\";\n\rManifestEntry\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\xf4\x03\n\x13PreparePartResponse\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x02 \x03(\t\x12I\n\x0b\x65nvironment\x18\x03 \x03(\x0b\x32\x34.sparkd.peer.v1.PreparePartResponse.EnvironmentEntry\x12G\n\nproperties\x18\x04 \x03(\x0b\x32\x33.sparkd.peer.v1.PreparePartResponse.PropertiesEntry\x12\x14\n\x0clisten_ports\x18\x05 \x03(\r\x12\x12\n\nbusy_ports\x18\x06 \x03(\r\x12\x14\n\x0cmemory_bytes\x18\x07 \x01(\x04\x12\x14\n\x0cmodel_digest\x18\x08 \x01(\t\x12\x32\n\x0bmodel_files\x18\t \x03(\x0b\x32\x1d.sparkd.peer.v1.ManifestEntry\x12\x14\n\x0cmodel_config\x18\n \x01(\x0c\x12\x10\n\x08problems\x18\x0b \x03(\t\x12\x14\n\x0cimage_digest\x18\x0c \x01(\t\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"M\n\x0fPartLogsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05lines\x18\x02 \x01(\r\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\"?\n\x10PartLogsResponse\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x0c\n\x04time\x18\x02 \x01(\x01\x12\x0f\n\x07message\x18\x03 \x01(\t\"h\n\x0bJoinRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x65rt_pem\x18\x02 \x01(\t\x12\r\n\x05proof\x18\x03 \x01(\x0c\x12\x14\n\x0cprotocol_max\x18\x04 \x01(\r\x12\x14\n\x0cprotocol_min\x18\x05 \x01(\r\"]\n\x0cJoinResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\r\x12\r\n\x05proof\x18\x04 \x01(\x0c\x12\x10\n\x08\x63\x65rt_pem\x18\x05 \x01(\t2\x9d\x03\n\x0bPeerService\x12\x44\n\x05Hello\x12\x1c.sparkd.peer.v1.HelloRequest\x1a\x1d.sparkd.peer.v1.HelloResponse\x12P\n\tStartPart\x12 .sparkd.peer.v1.StartPartRequest\x1a!.sparkd.peer.v1.StartPartResponse\x12M\n\x08StopPart\x12\x1f.sparkd.peer.v1.StopPartRequest\x1a .sparkd.peer.v1.StopPartResponse\x12V\n\x0bPreparePart\x12\".sparkd.peer.v1.PreparePartRequest\x1a#.sparkd.peer.v1.PreparePartResponse\x12O\n\x08PartLogs\x12\x1f.sparkd.peer.v1.PartLogsRequest\x1a .sparkd.peer.v1.PartLogsResponse0\x01\x32S\n\x0ePairingService\x12\x41\n\x04Join\x12\x1b.sparkd.peer.v1.JoinRequest\x1a\x1c.sparkd.peer.v1.JoinResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!sparkd/peer/v1/peer_service.proto\x12\x0esparkd.peer.v1\x1a\x1asparkd/v1/deployment.proto\x1a\x1csparkd/v1/host_service.proto\x1a\x14sparkd/v1/node.proto\"/\n\x12PrepareHostRequest\x12\x19\n\x11\x63onfirm_timeout_s\x18\x01 \x01(\x01\"n\n\x13PrepareHostResponse\x12\x0f\n\x07\x63hanged\x18\x01 \x01(\x08\x12&\n\x07\x61\x63tions\x18\x02 \x03(\x0b\x32\x15.sparkd.v1.HostAction\x12\x11\n\taddresses\x18\x03 \x03(\t\x12\x0b\n\x03mtu\x18\x04 \x01(\r\"3\n\x11VerifyHostRequest\x12\x11\n\taddresses\x18\x01 \x03(\t\x12\x0b\n\x03mtu\x18\x02 \x01(\r\"&\n\x12VerifyHostResponse\x12\x10\n\x08\x66\x61ilures\x18\x01 \x03(\t\"#\n\x11\x46inishHostRequest\x12\x0e\n\x06\x63ommit\x18\x01 \x01(\x08\"&\n\x12\x46inishHostResponse\x12\x10\n\x08\x61pply_id\x18\x01 \x01(\t\"\x9e\x02\n\tNodeHello\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12!\n\x04role\x18\x03 \x01(\x0e\x32\x13.sparkd.v1.NodeRole\x12\r\n\x05index\x18\x04 \x01(\r\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\x16\n\x0esparkd_version\x18\x06 \x01(\t\x12\x18\n\x10protocol_version\x18\x07 \x01(\r\x12\x14\n\x0cprotocol_min\x18\x08 \x01(\r\x12\x14\n\x0cprotocol_max\x18\t \x01(\r\x12\x14\n\x0c\x63\x61pabilities\x18\n \x03(\t\x12*\n\x08versions\x18\x0b \x01(\x0b\x32\x18.sparkd.peer.v1.Versions\x12\x0f\n\x07\x62oot_id\x18\x0c \x01(\t\"(\n\x07Package\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\x8a\x01\n\x08Versions\x12\x0e\n\x06sparkd\x18\x01 \x01(\t\x12+\n\nframeworks\x18\x02 \x03(\x0b\x32\x17.sparkd.peer.v1.Package\x12\x13\n\x0bnccl_sha256\x18\x03 \x01(\t\x12\x0e\n\x06\x64river\x18\x04 \x01(\t\x12\x0c\n\x04\x63uda\x18\x05 \x01(\t\x12\x0e\n\x06kernel\x18\x06 \x01(\t\"\x92\x01\n\x0cHelloRequest\x12\'\n\x04node\x18\x01 \x01(\x0b\x32\x19.sparkd.peer.v1.NodeHello\x12\x36\n\x0b\x64\x65ployments\x18\x02 \x03(\x0b\x32!.sparkd.peer.v1.DeploymentSummary\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x12\n\nrendezvous\x18\x04 \x01(\x08\"\x7f\n\rHelloResponse\x12\'\n\x04node\x18\x01 \x01(\x0b\x32\x19.sparkd.peer.v1.NodeHello\x12\x36\n\x0b\x64\x65ployments\x18\x02 \x03(\x0b\x32!.sparkd.peer.v1.DeploymentSummary\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\"\xaf\x01\n\x11\x44\x65ploymentSummary\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x05state\x18\x02 \x01(\x0e\x32\x1a.sparkd.v1.DeploymentState\x12\x0c\n\x04unit\x18\x03 \x01(\t\x12\x19\n\x11unit_active_state\x18\x04 \x01(\t\x12\x0f\n\x07\x66\x61ilure\x18\x05 \x01(\t\x12\x14\n\x0cjournal_tail\x18\x06 \x03(\t\x12\x11\n\texit_time\x18\x07 \x01(\x01\"T\n\nAssignment\x12\x0c\n\x04rank\x18\x01 \x01(\r\x12\x0e\n\x06nnodes\x18\x02 \x01(\r\x12\x13\n\x0bmaster_addr\x18\x03 \x01(\t\x12\x13\n\x0bmaster_port\x18\x04 \x01(\r\"\x92\x01\n\x10StartPartRequest\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.sparkd.v1.DeploymentSpec\x12.\n\nassignment\x18\x02 \x01(\x0b\x32\x1a.sparkd.peer.v1.Assignment\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x16\n\x0elaunch_command\x18\x04 \x01(\t\"<\n\x11StartPartResponse\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x19\n\x11unit_active_state\x18\x02 \x01(\t\".\n\x0fStopPartRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x65poch\x18\x02 \x01(\x04\" \n\x10StopPartResponse\x12\x0c\n\x04unit\x18\x01 \x01(\t\"|\n\x12PreparePartRequest\x12\'\n\x04spec\x18\x01 \x01(\x0b\x32\x19.sparkd.v1.DeploymentSpec\x12.\n\nassignment\x18\x02 \x01(\x0b\x32\x1a.sparkd.peer.v1.Assignment\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\";\n\rManifestEntry\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\xf4\x03\n\x13PreparePartResponse\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x02 \x03(\t\x12I\n\x0b\x65nvironment\x18\x03 \x03(\x0b\x32\x34.sparkd.peer.v1.PreparePartResponse.EnvironmentEntry\x12G\n\nproperties\x18\x04 \x03(\x0b\x32\x33.sparkd.peer.v1.PreparePartResponse.PropertiesEntry\x12\x14\n\x0clisten_ports\x18\x05 \x03(\r\x12\x12\n\nbusy_ports\x18\x06 \x03(\r\x12\x14\n\x0cmemory_bytes\x18\x07 \x01(\x04\x12\x14\n\x0cmodel_digest\x18\x08 \x01(\t\x12\x32\n\x0bmodel_files\x18\t \x03(\x0b\x32\x1d.sparkd.peer.v1.ManifestEntry\x12\x14\n\x0cmodel_config\x18\n \x01(\x0c\x12\x10\n\x08problems\x18\x0b \x03(\t\x12\x14\n\x0cimage_digest\x18\x0c \x01(\t\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a\x31\n\x0fPropertiesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"M\n\x0fPartLogsRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05lines\x18\x02 \x01(\r\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\r\n\x05\x65poch\x18\x04 \x01(\x04\"?\n\x10PartLogsResponse\x12\x0c\n\x04unit\x18\x01 \x01(\t\x12\x0c\n\x04time\x18\x02 \x01(\x01\x12\x0f\n\x07message\x18\x03 \x01(\t\"h\n\x0bJoinRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x63\x65rt_pem\x18\x02 \x01(\t\x12\r\n\x05proof\x18\x03 \x01(\x0c\x12\x14\n\x0cprotocol_max\x18\x04 \x01(\r\x12\x14\n\x0cprotocol_min\x18\x05 \x01(\r\"]\n\x0cJoinResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05index\x18\x03 \x01(\r\x12\r\n\x05proof\x18\x04 \x01(\x0c\x12\x10\n\x08\x63\x65rt_pem\x18\x05 \x01(\t2\x9f\x05\n\x0bPeerService\x12\x44\n\x05Hello\x12\x1c.sparkd.peer.v1.HelloRequest\x1a\x1d.sparkd.peer.v1.HelloResponse\x12P\n\tStartPart\x12 .sparkd.peer.v1.StartPartRequest\x1a!.sparkd.peer.v1.StartPartResponse\x12M\n\x08StopPart\x12\x1f.sparkd.peer.v1.StopPartRequest\x1a .sparkd.peer.v1.StopPartResponse\x12V\n\x0bPreparePart\x12\".sparkd.peer.v1.PreparePartRequest\x1a#.sparkd.peer.v1.PreparePartResponse\x12O\n\x08PartLogs\x12\x1f.sparkd.peer.v1.PartLogsRequest\x1a .sparkd.peer.v1.PartLogsResponse0\x01\x12V\n\x0bPrepareHost\x12\".sparkd.peer.v1.PrepareHostRequest\x1a#.sparkd.peer.v1.PrepareHostResponse\x12S\n\nVerifyHost\x12!.sparkd.peer.v1.VerifyHostRequest\x1a\".sparkd.peer.v1.VerifyHostResponse\x12S\n\nFinishHost\x12!.sparkd.peer.v1.FinishHostRequest\x1a\".sparkd.peer.v1.FinishHostResponse2S\n\x0ePairingService\x12\x41\n\x04Join\x12\x1b.sparkd.peer.v1.JoinRequest\x1a\x1c.sparkd.peer.v1.JoinResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,48 +38,60 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PREPAREPARTRESPONSE_ENVIRONMENTENTRY']._serialized_options = b'8\001'
   _globals['_PREPAREPARTRESPONSE_PROPERTIESENTRY']._loaded_options = None
   _globals['_PREPAREPARTRESPONSE_PROPERTIESENTRY']._serialized_options = b'8\001'
-  _globals['_NODEHELLO']._serialized_start=104
-  _globals['_NODEHELLO']._serialized_end=390
-  _globals['_PACKAGE']._serialized_start=392
-  _globals['_PACKAGE']._serialized_end=432
-  _globals['_VERSIONS']._serialized_start=435
-  _globals['_VERSIONS']._serialized_end=573
-  _globals['_HELLOREQUEST']._serialized_start=576
-  _globals['_HELLOREQUEST']._serialized_end=722
-  _globals['_HELLORESPONSE']._serialized_start=724
-  _globals['_HELLORESPONSE']._serialized_end=851
-  _globals['_DEPLOYMENTSUMMARY']._serialized_start=854
-  _globals['_DEPLOYMENTSUMMARY']._serialized_end=1029
-  _globals['_ASSIGNMENT']._serialized_start=1031
-  _globals['_ASSIGNMENT']._serialized_end=1115
-  _globals['_STARTPARTREQUEST']._serialized_start=1118
-  _globals['_STARTPARTREQUEST']._serialized_end=1264
-  _globals['_STARTPARTRESPONSE']._serialized_start=1266
-  _globals['_STARTPARTRESPONSE']._serialized_end=1326
-  _globals['_STOPPARTREQUEST']._serialized_start=1328
-  _globals['_STOPPARTREQUEST']._serialized_end=1374
-  _globals['_STOPPARTRESPONSE']._serialized_start=1376
-  _globals['_STOPPARTRESPONSE']._serialized_end=1408
-  _globals['_PREPAREPARTREQUEST']._serialized_start=1410
-  _globals['_PREPAREPARTREQUEST']._serialized_end=1534
-  _globals['_MANIFESTENTRY']._serialized_start=1536
-  _globals['_MANIFESTENTRY']._serialized_end=1595
-  _globals['_PREPAREPARTRESPONSE']._serialized_start=1598
-  _globals['_PREPAREPARTRESPONSE']._serialized_end=2098
-  _globals['_PREPAREPARTRESPONSE_ENVIRONMENTENTRY']._serialized_start=1997
-  _globals['_PREPAREPARTRESPONSE_ENVIRONMENTENTRY']._serialized_end=2047
-  _globals['_PREPAREPARTRESPONSE_PROPERTIESENTRY']._serialized_start=2049
-  _globals['_PREPAREPARTRESPONSE_PROPERTIESENTRY']._serialized_end=2098
-  _globals['_PARTLOGSREQUEST']._serialized_start=2100
-  _globals['_PARTLOGSREQUEST']._serialized_end=2177
-  _globals['_PARTLOGSRESPONSE']._serialized_start=2179
-  _globals['_PARTLOGSRESPONSE']._serialized_end=2242
-  _globals['_JOINREQUEST']._serialized_start=2244
-  _globals['_JOINREQUEST']._serialized_end=2348
-  _globals['_JOINRESPONSE']._serialized_start=2350
-  _globals['_JOINRESPONSE']._serialized_end=2443
-  _globals['_PEERSERVICE']._serialized_start=2446
-  _globals['_PEERSERVICE']._serialized_end=2859
-  _globals['_PAIRINGSERVICE']._serialized_start=2861
-  _globals['_PAIRINGSERVICE']._serialized_end=2944
+  _globals['_PREPAREHOSTREQUEST']._serialized_start=133
+  _globals['_PREPAREHOSTREQUEST']._serialized_end=180
+  _globals['_PREPAREHOSTRESPONSE']._serialized_start=182
+  _globals['_PREPAREHOSTRESPONSE']._serialized_end=292
+  _globals['_VERIFYHOSTREQUEST']._serialized_start=294
+  _globals['_VERIFYHOSTREQUEST']._serialized_end=345
+  _globals['_VERIFYHOSTRESPONSE']._serialized_start=347
+  _globals['_VERIFYHOSTRESPONSE']._serialized_end=385
+  _globals['_FINISHHOSTREQUEST']._serialized_start=387
+  _globals['_FINISHHOSTREQUEST']._serialized_end=422
+  _globals['_FINISHHOSTRESPONSE']._serialized_start=424
+  _globals['_FINISHHOSTRESPONSE']._serialized_end=462
+  _globals['_NODEHELLO']._serialized_start=465
+  _globals['_NODEHELLO']._serialized_end=751
+  _globals['_PACKAGE']._serialized_start=753
+  _globals['_PACKAGE']._serialized_end=793
+  _globals['_VERSIONS']._serialized_start=796
+  _globals['_VERSIONS']._serialized_end=934
+  _globals['_HELLOREQUEST']._serialized_start=937
+  _globals['_HELLOREQUEST']._serialized_end=1083
+  _globals['_HELLORESPONSE']._serialized_start=1085
+  _globals['_HELLORESPONSE']._serialized_end=1212
+  _globals['_DEPLOYMENTSUMMARY']._serialized_start=1215
+  _globals['_DEPLOYMENTSUMMARY']._serialized_end=1390
+  _globals['_ASSIGNMENT']._serialized_start=1392
+  _globals['_ASSIGNMENT']._serialized_end=1476
+  _globals['_STARTPARTREQUEST']._serialized_start=1479
+  _globals['_STARTPARTREQUEST']._serialized_end=1625
+  _globals['_STARTPARTRESPONSE']._serialized_start=1627
+  _globals['_STARTPARTRESPONSE']._serialized_end=1687
+  _globals['_STOPPARTREQUEST']._serialized_start=1689
+  _globals['_STOPPARTREQUEST']._serialized_end=1735
+  _globals['_STOPPARTRESPONSE']._serialized_start=1737
+  _globals['_STOPPARTRESPONSE']._serialized_end=1769
+  _globals['_PREPAREPARTREQUEST']._serialized_start=1771
+  _globals['_PREPAREPARTREQUEST']._serialized_end=1895
+  _globals['_MANIFESTENTRY']._serialized_start=1897
+  _globals['_MANIFESTENTRY']._serialized_end=1956
+  _globals['_PREPAREPARTRESPONSE']._serialized_start=1959
+  _globals['_PREPAREPARTRESPONSE']._serialized_end=2459
+  _globals['_PREPAREPARTRESPONSE_ENVIRONMENTENTRY']._serialized_start=2358
+  _globals['_PREPAREPARTRESPONSE_ENVIRONMENTENTRY']._serialized_end=2408
+  _globals['_PREPAREPARTRESPONSE_PROPERTIESENTRY']._serialized_start=2410
+  _globals['_PREPAREPARTRESPONSE_PROPERTIESENTRY']._serialized_end=2459
+  _globals['_PARTLOGSREQUEST']._serialized_start=2461
+  _globals['_PARTLOGSREQUEST']._serialized_end=2538
+  _globals['_PARTLOGSRESPONSE']._serialized_start=2540
+  _globals['_PARTLOGSRESPONSE']._serialized_end=2603
+  _globals['_JOINREQUEST']._serialized_start=2605
+  _globals['_JOINREQUEST']._serialized_end=2709
+  _globals['_JOINRESPONSE']._serialized_start=2711
+  _globals['_JOINRESPONSE']._serialized_end=2804
+  _globals['_PEERSERVICE']._serialized_start=2807
+  _globals['_PEERSERVICE']._serialized_end=3478
+  _globals['_PAIRINGSERVICE']._serialized_start=3480
+  _globals['_PAIRINGSERVICE']._serialized_end=3563
 # @@protoc_insertion_point(module_scope)

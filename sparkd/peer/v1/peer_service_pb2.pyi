@@ -1,4 +1,5 @@
 from sparkd.v1 import deployment_pb2 as _deployment_pb2
+from sparkd.v1 import host_service_pb2 as _host_service_pb2
 from sparkd.v1 import node_pb2 as _node_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -7,6 +8,50 @@ from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class PrepareHostRequest(_message.Message):
+    __slots__ = ("confirm_timeout_s",)
+    CONFIRM_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    confirm_timeout_s: float
+    def __init__(self, confirm_timeout_s: _Optional[float] = ...) -> None: ...
+
+class PrepareHostResponse(_message.Message):
+    __slots__ = ("changed", "actions", "addresses", "mtu")
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    ACTIONS_FIELD_NUMBER: _ClassVar[int]
+    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    MTU_FIELD_NUMBER: _ClassVar[int]
+    changed: bool
+    actions: _containers.RepeatedCompositeFieldContainer[_host_service_pb2.HostAction]
+    addresses: _containers.RepeatedScalarFieldContainer[str]
+    mtu: int
+    def __init__(self, changed: _Optional[bool] = ..., actions: _Optional[_Iterable[_Union[_host_service_pb2.HostAction, _Mapping]]] = ..., addresses: _Optional[_Iterable[str]] = ..., mtu: _Optional[int] = ...) -> None: ...
+
+class VerifyHostRequest(_message.Message):
+    __slots__ = ("addresses", "mtu")
+    ADDRESSES_FIELD_NUMBER: _ClassVar[int]
+    MTU_FIELD_NUMBER: _ClassVar[int]
+    addresses: _containers.RepeatedScalarFieldContainer[str]
+    mtu: int
+    def __init__(self, addresses: _Optional[_Iterable[str]] = ..., mtu: _Optional[int] = ...) -> None: ...
+
+class VerifyHostResponse(_message.Message):
+    __slots__ = ("failures",)
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    failures: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, failures: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FinishHostRequest(_message.Message):
+    __slots__ = ("commit",)
+    COMMIT_FIELD_NUMBER: _ClassVar[int]
+    commit: bool
+    def __init__(self, commit: _Optional[bool] = ...) -> None: ...
+
+class FinishHostResponse(_message.Message):
+    __slots__ = ("apply_id",)
+    APPLY_ID_FIELD_NUMBER: _ClassVar[int]
+    apply_id: str
+    def __init__(self, apply_id: _Optional[str] = ...) -> None: ...
 
 class NodeHello(_message.Message):
     __slots__ = ("node_id", "name", "role", "index", "address", "sparkd_version", "protocol_version", "protocol_min", "protocol_max", "capabilities", "versions", "boot_id")

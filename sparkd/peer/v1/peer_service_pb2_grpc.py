@@ -64,6 +64,21 @@ class PeerServiceStub:
                 request_serializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.PartLogsRequest.SerializeToString,
                 response_deserializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.PartLogsResponse.FromString,
                 _registered_method=True)
+        self.PrepareHost = channel.unary_unary(
+                '/sparkd.peer.v1.PeerService/PrepareHost',
+                request_serializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.PrepareHostRequest.SerializeToString,
+                response_deserializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.PrepareHostResponse.FromString,
+                _registered_method=True)
+        self.VerifyHost = channel.unary_unary(
+                '/sparkd.peer.v1.PeerService/VerifyHost',
+                request_serializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.VerifyHostRequest.SerializeToString,
+                response_deserializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.VerifyHostResponse.FromString,
+                _registered_method=True)
+        self.FinishHost = channel.unary_unary(
+                '/sparkd.peer.v1.PeerService/FinishHost',
+                request_serializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.FinishHostRequest.SerializeToString,
+                response_deserializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.FinishHostResponse.FromString,
+                _registered_method=True)
 
 
 class PeerServiceServicer:
@@ -111,6 +126,30 @@ class PeerServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PrepareHost(self, request, context):
+        """PrepareHost applies the receiving node's host configuration (its own
+        config's desired state) and verifies it locally, but does not commit: it
+        reverts by itself after confirm_timeout_s unless FinishHost commits it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyHost(self, request, context):
+        """VerifyHost pings the given interconnect addresses from the receiving node,
+        with don't-fragment at the full MTU, out of the twin whose subnet holds each.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FinishHost(self, request, context):
+        """FinishHost commits (or rolls back) what PrepareHost applied.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PeerServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -138,6 +177,21 @@ def add_PeerServiceServicer_to_server(servicer, server):
                     servicer.PartLogs,
                     request_deserializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.PartLogsRequest.FromString,
                     response_serializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.PartLogsResponse.SerializeToString,
+            ),
+            'PrepareHost': grpc.unary_unary_rpc_method_handler(
+                    servicer.PrepareHost,
+                    request_deserializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.PrepareHostRequest.FromString,
+                    response_serializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.PrepareHostResponse.SerializeToString,
+            ),
+            'VerifyHost': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyHost,
+                    request_deserializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.VerifyHostRequest.FromString,
+                    response_serializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.VerifyHostResponse.SerializeToString,
+            ),
+            'FinishHost': grpc.unary_unary_rpc_method_handler(
+                    servicer.FinishHost,
+                    request_deserializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.FinishHostRequest.FromString,
+                    response_serializer=sparkd_dot_peer_dot_v1_dot_peer__service__pb2.FinishHostResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -280,6 +334,87 @@ class PeerService:
             '/sparkd.peer.v1.PeerService/PartLogs',
             sparkd_dot_peer_dot_v1_dot_peer__service__pb2.PartLogsRequest.SerializeToString,
             sparkd_dot_peer_dot_v1_dot_peer__service__pb2.PartLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PrepareHost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sparkd.peer.v1.PeerService/PrepareHost',
+            sparkd_dot_peer_dot_v1_dot_peer__service__pb2.PrepareHostRequest.SerializeToString,
+            sparkd_dot_peer_dot_v1_dot_peer__service__pb2.PrepareHostResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyHost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sparkd.peer.v1.PeerService/VerifyHost',
+            sparkd_dot_peer_dot_v1_dot_peer__service__pb2.VerifyHostRequest.SerializeToString,
+            sparkd_dot_peer_dot_v1_dot_peer__service__pb2.VerifyHostResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FinishHost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sparkd.peer.v1.PeerService/FinishHost',
+            sparkd_dot_peer_dot_v1_dot_peer__service__pb2.FinishHostRequest.SerializeToString,
+            sparkd_dot_peer_dot_v1_dot_peer__service__pb2.FinishHostResponse.FromString,
             options,
             channel_credentials,
             insecure,
