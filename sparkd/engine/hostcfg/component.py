@@ -40,6 +40,11 @@ class Component(Protocol):
     #: Short, stable name: the journal's key and the `component` of each action ("links", "files", "qos").
     name: str
 
+    def accepts(self, key: str) -> bool:
+        """Whether `key` is one this component could manage: a recorded key is input, and a journal's key that
+        is not one is never acted on."""
+        ...
+
     def keys(self, desired: DesiredHost) -> list[str]:
         """What this component manages for `desired` (netdevs, paths, ...), in the order changes apply."""
         ...

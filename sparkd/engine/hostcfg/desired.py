@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sparkd.config import Config, read_interconnect
-from sparkd.config_host import read_host
+from sparkd.config_host import NETDEV_RE, read_host
 from sparkd.config_read import Reader
+from sparkd.engine.hostcfg.files import TAKEOVER_DIRS
 from sparkd.engine.twins import select_twins
 from sparkd.errors import ConfigError, FieldViolation, InvalidSpec, PreconditionFailed
 from sparkd.model.foreign import ForeignSetup
@@ -218,4 +219,13 @@ def from_record(r: Any) -> DesiredHost:
     )
     if not 1280 <= desired.mtu <= 9216 or not 1 <= len(twins) <= 2:
         raise ValueError("a desired-state record has 1 or 2 twins and an MTU from 1280 to 9216")
+    for path, _ in desired.takeover:
+        if not any(
+            path.startswith(d + "/") and "/" not in path[len(d) + 1 :] and ".." not in path for d in TAKEOVER_DIRS
+        ):
+            raise ValueError(
+                f"a desired-state record takes over {path[:80]!r}, which is no netplan or NetworkManager file"
+            )
+    if not all(NETDEV_RE.fullmatch(t.netdev) for t in twins):
+        raise ValueError("a desired-state record's twins are netdev names")
     return desired

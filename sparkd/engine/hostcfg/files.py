@@ -27,6 +27,8 @@ PROFILE = "/etc/profile.d/sparkd-nccl.sh"
 HOSTS = "/etc/hosts"
 NM_CONF = "/etc/NetworkManager/conf.d/90-sparkd-interconnect.conf"
 MODULES = "/etc/modules-load.d/sparkd.conf"
+#: Where the files of an existing setup that sparkd may take over live (`foreign.find_foreign`).
+TAKEOVER_DIRS = ("/etc/netplan", "/etc/NetworkManager/system-connections")
 #: The largest file sparkd reads or keeps in its journal (an /etc/hosts of a few thousand lines).
 MAX_FILE = 1 << 20
 
@@ -119,6 +121,17 @@ class FilesComponent:
 
     def __init__(self, files: Files, backup_dir: str) -> None:
         self.files, self.backup_dir = files, backup_dir
+
+    def accepts(self, key: str) -> bool:
+        """sparkd's own files, the backups, and the files of existing setups it takes over: nothing else."""
+        if ".." in key.split("/"):
+            return False
+        taken = any(key.startswith(d + "/") and "/" not in key[len(d) + 1 :] for d in TAKEOVER_DIRS)
+        return (
+            key in FIXED
+            or taken
+            or (key.startswith(self.backup_dir + "/") and self.accepts(key[len(self.backup_dir) :]))
+        )
 
     def keys(self, desired: DesiredHost) -> list[str]:
         keys = list(FIXED)

@@ -177,6 +177,13 @@ class FirewallComponent:
         """`firewall_report` for this host."""
         return firewall_report(self._conf(), self.runner.which("ufw") is not None, items)
 
+    def accepts(self, key: str) -> bool:
+        try:
+            parse_key(key)
+        except ValueError:
+            return False
+        return True
+
     def keys(self, desired: DesiredHost) -> list[str]:
         if not desired.firewall or not desired.twins or not self.active():
             return []

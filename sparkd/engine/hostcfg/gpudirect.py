@@ -88,6 +88,9 @@ class GpuDirectComponent:
         self.files = files
         self.runner = runner
 
+    def accepts(self, key: str) -> bool:
+        return key == MODULE
+
     def keys(self, desired: DesiredHost) -> list[str]:
         return [MODULE] if desired.peermem else []
 

@@ -73,6 +73,9 @@ class HostnameComponent:
         self.files = files
         self.runner = runner
 
+    def accepts(self, key: str) -> bool:
+        return key == KEY
+
     def keys(self, desired: DesiredHost) -> list[str]:
         return [KEY] if desired.hostname else []
 

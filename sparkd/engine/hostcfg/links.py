@@ -12,6 +12,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from sparkd.config_host import NETDEV_RE as NETDEV
 from sparkd.engine.hostcfg.component import Change, Record
 from sparkd.errors import HostOperationFailed
 from sparkd.host.protocols import Netlink
@@ -100,6 +101,9 @@ class LinksComponent:
 
     def __init__(self, netlink: Netlink) -> None:
         self.netlink = netlink
+
+    def accepts(self, key: str) -> bool:
+        return NETDEV.fullmatch(key) is not None
 
     def keys(self, desired: DesiredHost) -> list[str]:
         return list(desired.netdevs())

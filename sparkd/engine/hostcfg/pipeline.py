@@ -260,6 +260,9 @@ class Pipeline:
             recorded = items.get(c.name)
             if not recorded:
                 continue
+            foreign = [k for k in recorded if not c.accepts(k)]
+            failed += [f"{c.name} {k[:80]!r}: not a key sparkd manages (ignored)" for k in foreign]
+            recorded = {k: v for k, v in recorded.items() if k not in foreign}
             now = await c.observe(list(recorded))
             for key, record in recorded.items():
                 try:

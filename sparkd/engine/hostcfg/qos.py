@@ -200,6 +200,9 @@ class QosComponent:
         self.files = files
         self.runner = runner
 
+    def accepts(self, key: str) -> bool:
+        return NETDEV.fullmatch(key) is not None
+
     def keys(self, desired: DesiredHost) -> list[str]:
         """The twins with a RoCE device (a netdev without one, named by `host.twin_a`, has no RoCE QoS)."""
         return [t.netdev for t in desired.twins if t.rdma_device]
