@@ -86,6 +86,12 @@ def read_host(root: Reader) -> HostConfig:
         qos_trust=h.choice("qos_trust", ("dscp", "pcp"), "dscp"),
         qos_tos=tos,
     )
+    if config.qos and config.qos_trust == "dscp" and tos >> 5 != priority:
+        raise h.error(
+            "qos_tos",
+            f"is DSCP {tos >> 2}, which the DSCP-to-priority map puts on priority {tos >> 5}, not qos_priority "
+            f"{priority}: use qos_tos = {(priority << 5) | (2 << 2) | 2} (DSCP {(priority << 3) | 2}, ECN capable)",
+        )
     a, b = config.address_a, config.address_b
     if a is not None and b is not None and a.network.overlaps(b.network):
         raise h.error(

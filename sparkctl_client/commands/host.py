@@ -58,7 +58,9 @@ def apply(client: Client, args: argparse.Namespace) -> tuple[Message, str]:
     request = host_service_pb2.ApplyHostRequest(
         dry_run=args.dry_run, target=_target(args), confirm_timeout_s=args.confirm_timeout or 0.0, cluster=args.cluster
     )
-    r = client.call(client.host.ApplyHost, request, timeout=max(120.0, (args.confirm_timeout or 0) + 60))
+    # A cluster-wide apply prepares, verifies and commits every node (a minute per node at most).
+    timeout = 900.0 if args.cluster else 120.0
+    r = client.call(client.host.ApplyHost, request, timeout=timeout)
     if r.nodes:
         text = "\n".join(
             f"{n.node}: "

@@ -10,7 +10,7 @@ import grpc
 from sparkd.api import convert
 from sparkd.engine.hostcfg.configurator import HostConfigurator, HostRequest
 from sparkd.engine.hostcfg.pipeline import Outcome
-from sparkd.errors import PreconditionFailed
+from sparkd.errors import InvalidSpec, PermissionDenied, PreconditionFailed
 from sparkd.peer.convert import host_action_to_proto
 from sparkd.v1 import host_service_pb2 as pb
 from sparkd.v1 import host_service_pb2_grpc as pb_grpc
@@ -35,11 +35,22 @@ def _request(target: pb.HostTarget, confirm_timeout_s: float = 0.0) -> HostReque
 
 class HostServicer(pb_grpc.HostServiceServicer):  # type: ignore[misc]
     def __init__(
-        self, host: HostConfigurator, after_apply: Callable[[], Awaitable[None]], cluster: ClusterApply | None = None
+        self,
+        host: HostConfigurator,
+        after_apply: Callable[[], Awaitable[None]],
+        cluster: ClusterApply | None = None,
+        read_only: bool = False,
     ) -> None:
-        self.host, self.after_apply, self.cluster = host, after_apply, cluster
+        self.host, self.after_apply, self.cluster, self.read_only = host, after_apply, cluster, read_only
+
+    def for_socket(self, read_only: bool) -> HostServicer:
+        return HostServicer(self.host, self.after_apply, self.cluster, read_only)
 
     async def PlanHost(self, request: pb.PlanHostRequest, context: grpc.aio.ServicerContext) -> pb.PlanHostResponse:
+        if self.read_only and request.target.desired_state:
+            raise PermissionDenied(
+                "a plan of a desired-state file needs the admin socket (root or group sparkd)", method="PlanHost"
+            )
         plan = await self.host.plan(_request(request.target))
         return pb.PlanHostResponse(
             changed=bool(plan.steps),
@@ -50,6 +61,11 @@ class HostServicer(pb_grpc.HostServiceServicer):  # type: ignore[misc]
 
     async def ApplyHost(self, request: pb.ApplyHostRequest, context: grpc.aio.ServicerContext) -> pb.ApplyHostResponse:
         target = _request(request.target, request.confirm_timeout_s)
+        if request.cluster and (request.confirm_timeout_s or request.dry_run):
+            field = "confirm_timeout_s" if request.confirm_timeout_s else "dry_run"
+            raise InvalidSpec.one(
+                field, "does not go with cluster (a cluster-wide apply commits or rolls back by itself)"
+            )
         if request.dry_run:
             plan = await self.host.plan(target)
             return pb.ApplyHostResponse(

@@ -92,7 +92,8 @@ def build_server(servicers: Servicers, read_only: bool) -> ApiServer:
         maximum_concurrent_rpcs=limits.LOCAL.max_concurrent_rpcs,
     )
     node_service_pb2_grpc.add_NodeServiceServicer_to_server(servicers.node, server)
-    host_service_pb2_grpc.add_HostServiceServicer_to_server(servicers.host, server)
+    # A desired-state file only on the admin socket (it can point a plan at any netdev).
+    host_service_pb2_grpc.add_HostServiceServicer_to_server(servicers.host.for_socket(read_only), server)
     peer_service_pb2_grpc.add_PeerServiceServicer_to_server(servicers.peers, server)
     # Journal lines of a failure only on the admin socket (they can hold prompts).
     deployment_service_pb2_grpc.add_DeploymentServiceServicer_to_server(

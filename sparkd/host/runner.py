@@ -16,8 +16,17 @@ from sparkd.host.protocols import CommandResult
 MAX_OUTPUT = 64 * 1024  # bytes kept of stdout and of stderr each
 
 
-#: Where programs are looked up (`which`) and what their PATH is: the system's own directories.
-SYSTEM_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+#: Where programs are looked up (`which`) and what their PATH is: the distribution's directories first.
+SYSTEM_PATH = ("/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin", "/usr/local/bin")
+
+
+def _trusted(path: str) -> bool:
+    """A program root may run: owned by root (or by this process's user) and writable by no one else."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return st.st_uid in (0, os.geteuid()) and not st.st_mode & 0o022
 
 
 class SubprocessRunner:
@@ -32,7 +41,7 @@ class SubprocessRunner:
             return None
         for directory in self.search:
             candidate = os.path.join(directory, name)
-            if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            if os.path.isfile(candidate) and os.access(candidate, os.X_OK) and _trusted(candidate):
                 return candidate
         return None
 

@@ -60,15 +60,15 @@ class Sysroot:
                 return False
         except FileNotFoundError:
             pass
-        target.parent.mkdir(parents=True, exist_ok=True)
+        _make_dirs(target.parent)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
+                os.fchmod(f.fileno(), mode)  # while it is still the writer's: changing another's mode needs FOWNER
                 if owner is not None:
                     os.fchown(f.fileno(), *owner)
-                os.fchmod(f.fileno(), mode)
                 os.fsync(f.fileno())
             os.replace(tmp, target)
         except BaseException:
@@ -225,6 +225,21 @@ def _entry_kind(root: str, entry: os.DirEntry[str]) -> tuple[str, int]:
     if stat.S_ISREG(st.st_mode):
         return "file", st.st_size
     return ("dir", 0) if stat.S_ISDIR(st.st_mode) else ("other", 0)
+
+
+def _make_dirs(directory: Path) -> None:
+    """Makes the missing directories of `directory` 0755, whatever the umask (sparkd's is 0077: a new
+    /etc/profile.d must stay readable by the shells that source it)."""
+    missing = []
+    while not directory.exists():
+        missing.append(directory)
+        directory = directory.parent
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o755)
+        except FileExistsError:
+            continue
+        os.chmod(d, 0o755)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -13,14 +13,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import structlog
 
-from sparkd.engine.hostcfg.configurator import HostConfigurator, HostRequest
+from sparkd.engine.hostcfg.configurator import ACCEPT_RISK, HostConfigurator, HostRequest
 from sparkd.engine.hostcfg.linkcheck import MAX_TARGETS, ping_peers
 from sparkd.engine.hostcfg.pipeline import Outcome
-from sparkd.errors import InvalidSpec, PreconditionFailed, VerifyFailed
+from sparkd.errors import HostOperationFailed, InvalidSpec, PreconditionFailed, VerifyFailed
 from sparkd.host.protocols import Runner
 from sparkd.model.peer import PeerInfo, PeerState
 from sparkd.peer.convert import host_action_to_proto
@@ -29,9 +30,14 @@ from sparkd.peer.v1 import peer_service_pb2 as pb
 
 log = structlog.get_logger(__name__)
 
+#: What a worker's pending apply from the head is called (FinishHost finishes only that one).
+HEAD_APPLY = "a cluster-wide host apply (from the head)"
+
 #: How long an uncommitted node waits for the head before reverting by itself.
-CONFIRM_S = 120.0
-CALL_S = 90.0
+CONFIRM_S = 300.0
+CALL_S = 60.0
+#: The commit starts only while every node has at least this long left before it reverts by itself.
+COMMIT_MARGIN_S = 60.0
 
 
 class HostCluster:
@@ -59,9 +65,11 @@ class HostCluster:
             raise PreconditionFailed("a desired-state file applies to one node: run `host apply -f` without --cluster")
         prepared: list[tuple[PeerInfo, pb.PrepareHostResponse]] = []
         own: Outcome | None = None
+        started = time.monotonic()  # the first node's revert timer starts now: the commit must come well before
         try:
             for w in workers:  # workers first
-                r = await self.peers._call(w, "PrepareHost", pb.PrepareHostRequest(confirm_timeout_s=CONFIRM_S), CALL_S)
+                prepare = pb.PrepareHostRequest(confirm_timeout_s=CONFIRM_S, accept_risk=request.accept_risk)
+                r = await self.peers._call(w, "PrepareHost", prepare, CALL_S)
                 prepared.append((w, r))
             own = await self.host.apply(
                 HostRequest(
@@ -78,11 +86,24 @@ class HostCluster:
                     + "; ".join(failures[:8])
                     + ". Every node was rolled back."
                 )
+            if time.monotonic() - started > CONFIRM_S - COMMIT_MARGIN_S:
+                raise PreconditionFailed(
+                    "the cluster-wide host apply took too long to commit safely (the first node would revert by "
+                    "itself soon); every node was rolled back: apply again"
+                )
+            if own.pending_until:
+                await self.host.confirm()  # this node first: if that fails, no worker has committed yet
         except BaseException as e:
             log.warning("host.cluster_apply_failed", error=str(e))
-            await asyncio.shield(self._finish(prepared, own, commit=False))
+            await asyncio.shield(self._rollback(prepared, own))
             raise
-        await self._finish(prepared, own, commit=True)
+        errors = await self._commit(prepared)
+        if errors:
+            raise HostOperationFailed(
+                "the cluster-wide host apply committed on this node but not on every worker: "
+                + "; ".join(errors)
+                + ". Those workers revert by themselves; run `host apply --cluster` again",
+            )
         return [(w.name, bool(r.changed), list(r.actions)[:512]) for w, r in prepared], own
 
     async def _verify(self, own: Outcome, prepared: list[tuple[PeerInfo, pb.PrepareHostResponse]]) -> list[str]:
@@ -101,24 +122,36 @@ class HostCluster:
             failures += [f"from {w.name}: {str(f)[:300]}" for f in back.failures[:8]]
         return failures
 
-    async def _finish(
-        self, prepared: list[tuple[PeerInfo, pb.PrepareHostResponse]], own: Outcome | None, commit: bool
-    ) -> None:
+    async def _commit(self, prepared: list[tuple[PeerInfo, pb.PrepareHostResponse]]) -> list[str]:
         errors = []
         for w, r in prepared:
-            if not r.changed:
+            if not r.apply_id:
+                continue  # nothing changed there
+            try:
+                done = await self.peers._call(
+                    w, "FinishHost", pb.FinishHostRequest(commit=True, apply_id=r.apply_id), CALL_S
+                )
+                if done.apply_id != r.apply_id:
+                    errors.append(f"{w.name} did not commit apply {r.apply_id}")
+            except Exception as e:
+                errors.append(f"{w.name}: {e}")
+        if errors:
+            log.error("host.cluster_commit_incomplete", errors=errors)
+        return errors
+
+    async def _rollback(self, prepared: list[tuple[PeerInfo, pb.PrepareHostResponse]], own: Outcome | None) -> None:
+        errors = []
+        for w, r in prepared:
+            if not r.apply_id:
                 continue
             try:
-                await self.peers._call(w, "FinishHost", pb.FinishHostRequest(commit=commit), CALL_S)
+                await self.peers._call(w, "FinishHost", pb.FinishHostRequest(commit=False, apply_id=r.apply_id), CALL_S)
             except Exception as e:  # it reverts by itself at its deadline all the same
                 errors.append(f"{w.name}: {e}")
-        if own is not None and own.pending_until:
-            if commit:
-                await self.host.confirm()
-            else:
-                await self.host.rollback()
+        if own is not None and own.pending_until and self.host.pipeline.pending is not None:
+            await self.host.rollback()
         if errors:
-            log.error("host.cluster_finish_incomplete", commit=commit, errors=errors)
+            log.error("host.cluster_rollback_incomplete", errors=errors)
 
 
 class WorkerHost:
@@ -126,13 +159,16 @@ class WorkerHost:
 
     def __init__(self, host: HostConfigurator, runner: Runner) -> None:
         self.host, self.runner = host, runner
+        self._verifying = asyncio.Lock()
 
     async def prepare(self, request: pb.PrepareHostRequest) -> pb.PrepareHostResponse:
         timeout = request.confirm_timeout_s
         if not 5.0 <= timeout <= 600.0:
             raise InvalidSpec.one("confirm_timeout_s", f"must be 5 to 600 seconds, got {timeout:g}")
+        if request.accept_risk not in ("", ACCEPT_RISK):
+            raise InvalidSpec.one("accept_risk", f"must be empty or {ACCEPT_RISK!r}")
         outcome = await self.host.apply(
-            HostRequest(confirm_timeout_s=timeout, what="a cluster-wide host apply (from the head)")
+            HostRequest(accept_risk=request.accept_risk, confirm_timeout_s=timeout, what=HEAD_APPLY)
         )
         desired = outcome.plan.desired
         return pb.PrepareHostResponse(
@@ -140,6 +176,7 @@ class WorkerHost:
             actions=[host_action_to_proto(a) for a in outcome.plan.actions] if outcome.changed else [],
             addresses=[str(t.address.ip) for t in desired.twins],
             mtu=desired.mtu,
+            apply_id=outcome.apply_id if outcome.pending_until else "",
         )
 
     async def verify(self, request: pb.VerifyHostRequest) -> pb.VerifyHostResponse:
@@ -147,12 +184,18 @@ class WorkerHost:
             raise InvalidSpec.one("mtu", f"must be 1280 to 9216, got {request.mtu}")
         if not 1 <= len(request.addresses) <= MAX_TARGETS:
             raise InvalidSpec.one("addresses", f"must list 1 to {MAX_TARGETS} addresses, got {len(request.addresses)}")
-        desired, _ = await self.host.desired(HostRequest())
-        addresses = [str(a)[:40] for a in request.addresses]
-        return pb.VerifyHostResponse(failures=await ping_peers(self.runner, desired, addresses, int(request.mtu)))
+        async with self._verifying:  # one link check at a time: each is up to 8 pings of a few seconds
+            desired, _ = await self.host.desired(HostRequest())
+            addresses = [str(a)[:40] for a in request.addresses]
+            failures = await ping_peers(self.runner, desired, addresses, int(request.mtu))
+        return pb.VerifyHostResponse(failures=failures)
 
     async def finish(self, request: pb.FinishHostRequest) -> pb.FinishHostResponse:
-        if self.host.pipeline.pending is None:
-            return pb.FinishHostResponse(apply_id="")
+        """Commits or rolls back the head's apply `apply_id`, and nothing else (not a local operator's)."""
+        pending = self.host.pipeline.pending
+        if pending is None or pending.id != request.apply_id[:64] or pending.what != HEAD_APPLY:
+            raise PreconditionFailed(
+                f"no apply {request.apply_id[:64]!r} from the head is waiting here (it may have reverted by itself)"
+            )
         apply_id = await (self.host.confirm() if request.commit else self.host.rollback())
         return pb.FinishHostResponse(apply_id=apply_id)

@@ -156,7 +156,9 @@ def render_nm_unmanaged(netdevs: Sequence[str]) -> bytes:
     """The contents of the NetworkManager conf.d file that marks `netdevs` unmanaged.
 
     `interface-name:=NAME` matches that name literally, without globbing (NetworkManager.conf(5),
-    "Device List Format"); the specs are separated by `;`."""
+    "Device List Format"); the specs are separated by `;`. `key+=value` appends to the list an earlier file
+    set (NetworkManager.conf(5), "an extension to the normal keyfile format"): Ubuntu's own
+    10-globally-managed-devices.conf, or an operator's list, stays in force."""
     if not netdevs:
         raise ValueError("no netdev to mark unmanaged: remove the NetworkManager file instead")
     for netdev in netdevs:
@@ -165,7 +167,7 @@ def render_nm_unmanaged(netdevs: Sequence[str]) -> bytes:
     if len(set(netdevs)) != len(netdevs):
         raise ValueError(f"a netdev is listed twice: {', '.join(netdevs)}")
     specs = ";".join(f"interface-name:={n}" for n in netdevs)
-    return f"{NM_HEADER}[keyfile]\nunmanaged-devices={specs}\n".encode()
+    return f"{NM_HEADER}[keyfile]\nunmanaged-devices+={specs}\n".encode()
 
 
 def render_modules_load(modules: Sequence[str]) -> bytes:

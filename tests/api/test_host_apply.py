@@ -9,6 +9,7 @@ import time
 import grpc
 import pytest
 
+from sparkd.errors import HostOperationFailed
 from sparkd.host.protocols import CommandResult
 from sparkd.v1 import host_service_pb2 as pb
 from tests.api.conftest import Daemon
@@ -71,7 +72,7 @@ def test_bad_desired_state_is_invalid_argument_naming_the_field_and_changes_noth
     text, field = BAD[case]
     before = daemon.fake.dump()
     for call in (
-        lambda: daemon.ro.host.PlanHost(pb.PlanHostRequest(target=pb.HostTarget(desired_state=text))),
+        lambda: daemon.admin.host.PlanHost(pb.PlanHostRequest(target=pb.HostTarget(desired_state=text))),
         lambda: _apply(daemon, text),
     ):
         with pytest.raises(grpc.RpcError) as e:
@@ -224,3 +225,68 @@ def test_at_start_the_committed_state_is_applied_again(daemon: Daemon) -> None:
     daemon.run(reboot)
     assert daemon.run(daemon.system.configurator.start).startswith("re-applied 4 host changes")
     assert host(daemon) == configured
+
+
+def test_an_apply_whose_rollback_failed_blocks_the_next_until_a_rollback_succeeds(daemon: Daemon) -> None:
+    before = daemon.fake.dump()
+    netlink = daemon.fake.netlink
+    netlink.fail.update({"add_address:enP2p1s0f1np1", "set_mtu:enp1s0f1np1"})  # the apply fails, and so will MTU's undo
+    netlink.fail.discard("set_mtu:enp1s0f1np1")
+    real_set_mtu = netlink.set_mtu
+    calls: list[int] = []
+
+    async def set_mtu(ifname: str, mtu: int) -> None:  # the MTU can be raised once, never lowered back
+        calls.append(mtu)
+        if mtu == 1500 and len(calls) <= 4:
+            raise HostOperationFailed("netlink: set MTU failed: injected")
+        await real_set_mtu(ifname, mtu)
+
+    netlink.set_mtu = set_mtu  # type: ignore[method-assign]
+    with pytest.raises(grpc.RpcError):
+        _apply(daemon)
+    with pytest.raises(grpc.RpcError) as e:  # the journal of the state to bring back is kept: no new apply
+        _apply(daemon)
+    assert error(e.value)[0] == grpc.StatusCode.FAILED_PRECONDITION
+    assert "could not be rolled back completely" in str(e.value.details())
+    netlink.fail.clear()
+    assert daemon.admin.host.RollbackHost(pb.RollbackHostRequest()).apply_id
+    assert daemon.fake.dump() == before
+
+
+def test_bad_confirm_timeouts_and_flag_combinations_are_refused(daemon: Daemon) -> None:
+    before = daemon.fake.dump()
+    for request in (
+        pb.ApplyHostRequest(confirm_timeout_s=float("nan")),
+        pb.ApplyHostRequest(confirm_timeout_s=-1),
+        pb.ApplyHostRequest(confirm_timeout_s=3601),
+        pb.ApplyHostRequest(cluster=True, confirm_timeout_s=30),
+        pb.ApplyHostRequest(cluster=True, dry_run=True),
+    ):
+        with pytest.raises(grpc.RpcError) as e:
+            daemon.admin.host.ApplyHost(request)
+        assert error(e.value)[0] == grpc.StatusCode.INVALID_ARGUMENT, request
+    assert daemon.fake.dump() == before
+
+
+def test_a_desired_state_file_needs_the_admin_socket(daemon: Daemon) -> None:
+    target = pb.HostTarget(desired_state='[host]\ntwin_a = "enp1s0f1np1"\n')
+    with pytest.raises(grpc.RpcError) as e:
+        daemon.ro.host.PlanHost(pb.PlanHostRequest(target=target))
+    assert error(e.value)[0] == grpc.StatusCode.PERMISSION_DENIED
+    assert daemon.admin.host.PlanHost(pb.PlanHostRequest(target=target)).changed
+
+
+def test_a_worker_finishes_only_the_heads_pending_apply(cluster: list[Daemon]) -> None:
+    from sparkd.peer.v1 import peer_service_pb2 as peer_pb
+    from sparkd.peer.v1 import peer_service_pb2_grpc as peer_grpc
+    from tests.api.conftest import peer_channel
+
+    head, worker = cluster
+    _apply(worker, confirm_timeout_s=60)  # a local operator's apply, waiting for its own confirmation
+    with peer_channel(worker.peer_target, head, worker) as channel:
+        stub = peer_grpc.PeerServiceStub(channel)
+        with pytest.raises(grpc.RpcError) as e:
+            stub.FinishHost(peer_pb.FinishHostRequest(commit=True, apply_id="anything"), timeout=10)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert worker.system.configurator.pipeline.pending is not None  # still the operator's to keep or undo
+    worker.admin.host.RollbackHost(pb.RollbackHostRequest())

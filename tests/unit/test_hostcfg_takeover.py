@@ -82,7 +82,7 @@ def test_both_choices_end_with_one_owner_and_restore_brings_the_old_setup_back(
     assert not (fake.root / NETPLAN).exists()
     assert (fake.root / BACKUP).read_bytes() == PLAYBOOK and (fake.root / BACKUP).stat().st_mode & 0o777 == 0o600
     nm = (fake.root / "etc/NetworkManager/conf.d/90-sparkd-interconnect.conf").read_text()
-    assert "unmanaged-devices=interface-name:=enp1s0f1np1;interface-name:=enP2p1s0f1np1" in nm
+    assert "unmanaged-devices+=interface-name:=enp1s0f1np1;interface-name:=enP2p1s0f1np1" in nm
     assert addresses(fake, "enp1s0f1np1") == twin_a and addresses(fake, "enP2p1s0f1np1") == twin_b
     again = asyncio.run(configurator.plan())
     assert again.actions == [] and not any(n.startswith("existing setup") for n in again.notes)

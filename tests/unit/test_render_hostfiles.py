@@ -195,7 +195,7 @@ def test_nm_unmanaged_exact_bytes() -> None:
     assert render_nm_unmanaged(["enp1s0f1np1", "enP2p1s0f1np1"]) == (
         b"# Managed by sparkd: rewritten on every host apply. NetworkManager leaves the interconnect twins to sparkd.\n"
         b"[keyfile]\n"
-        b"unmanaged-devices=interface-name:=enp1s0f1np1;interface-name:=enP2p1s0f1np1\n"
+        b"unmanaged-devices+=interface-name:=enp1s0f1np1;interface-name:=enP2p1s0f1np1\n"
     )
 
 

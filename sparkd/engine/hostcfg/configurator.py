@@ -26,11 +26,11 @@ from sparkd.engine.hostcfg.foreign import find_foreign
 from sparkd.engine.hostcfg.gpudirect import GpuDirectComponent
 from sparkd.engine.hostcfg.hostname import HostnameComponent
 from sparkd.engine.hostcfg.links import LinksComponent
-from sparkd.engine.hostcfg.pipeline import Outcome, Pipeline, Plan
+from sparkd.engine.hostcfg.pipeline import MAX_CONFIRM_S, Outcome, Pipeline, Plan
 from sparkd.engine.hostcfg.qos import QosComponent
 from sparkd.engine.hostcfg.records import HostRecords
 from sparkd.engine.twins import select_twins
-from sparkd.errors import PreconditionFailed, SparkdError
+from sparkd.errors import InvalidSpec, PreconditionFailed, SparkdError
 from sparkd.host.protocols import Files, Netlink, Runner, Sysfs
 from sparkd.model.host import DesiredHost, HostAction
 from sparkd.model.inventory import Twins
@@ -84,6 +84,7 @@ class HostConfigurator:
             self.records,
         )
         self.drift: list[HostAction] = []  # the last drift check's findings
+        self.reapply_pending = False  # the re-apply at start failed: the drift check repairs until it succeeds
 
     async def twins(self) -> Twins:
         """The cabled cage's twins (PreconditionFailed when no cage is cabled)."""
@@ -118,6 +119,12 @@ class HostConfigurator:
         observed = desired_mod.Observed(links, ports, foreign, contents, adopted)
         desired = desired_mod.derive(config, observed, index, self.cluster())
         notes = [f"existing setup: {s.describe()}" for s in foreign]
+        skipped = sorted({name for name, _ in self.cluster() if not desired_mod.hosts_name(name)})
+        if skipped and config.host.hosts:
+            notes.append(
+                f"not in /etc/hosts: {', '.join(repr(n[:64]) for n in skipped)} (only single-label host names go "
+                "there: letters, digits and '-')"
+            )
         if any(set(s.netdevs) & set(desired.netdevs()) for s in foreign):
             notes.append(
                 f"existing setups of the twins: {desired.existing} (each file is disabled, with a backup that "
@@ -165,8 +172,11 @@ class HostConfigurator:
         return plan
 
     async def apply(self, request: HostRequest = HostRequest()) -> Outcome:
+        if not (request.confirm_timeout_s == 0 or 0 < request.confirm_timeout_s <= MAX_CONFIRM_S):
+            raise InvalidSpec.one("confirm_timeout_s", f"must be 0 (none) or up to {MAX_CONFIRM_S:g} seconds")
         async with self.pipeline.exclusive(request.what):
             self.pipeline.refuse_if_pending()
+            self.pipeline.stuck()
             plan = await self.plan(request)
             outcome = await self.pipeline.apply(plan, request.what, request.confirm_timeout_s)
         if outcome.changed:
@@ -183,6 +193,7 @@ class HostConfigurator:
         """Brings back the host as it was before sparkd first changed it; sparkd then manages nothing."""
         async with self.pipeline.exclusive("a host restore"):
             self.pipeline.refuse_if_pending()
+            self.pipeline.stuck()
             baseline = self.records.baseline()
             if not baseline:
                 raise PreconditionFailed("sparkd has not changed this host: there is nothing to restore")
@@ -213,32 +224,38 @@ class HostConfigurator:
                 done.append(recovered)
             desired = self.committed()
             if desired is not None:
+                self.reapply_pending = True
                 async with self.pipeline.exclusive("the host re-apply at start"):
                     plan = await self.pipeline.plan(desired)
                     outcome = await self.pipeline.apply(plan, "the host re-apply at start")
+                self.reapply_pending = False
                 if outcome.changed:
                     done.append(f"re-applied {len(plan.steps)} host changes")
-        except Exception as e:
+        except Exception as e:  # retried by the drift check (`check_drift`) until it succeeds
             log.error("host.start_failed", error=str(e))
             done.append(f"host configuration failed at start: {e}")
         return "; ".join(done)
 
     async def check_drift(self, repair: bool | None = None) -> list[HostAction]:
         """What differs from the committed state now (only the fields sparkd owns); re-applies them when
-        `repair` (default: the config's host.drift = "repair")."""
+        `repair` (default: the config's host.drift = "repair", or a re-apply at start that failed). The check
+        itself only observes, so it never holds the host configuration against an apply."""
         desired = self.committed()
-        if desired is None or self.pipeline.pending is not None:
-            self.drift = []
-            return []
-        if self.pipeline.busy:
-            return self.drift  # an apply is changing the host right now: look again next time
+        if desired is None or self.pipeline.pending is not None or self.pipeline.busy:
+            self.drift = [] if desired is None else self.drift
+            return self.drift
         try:
-            async with self.pipeline.exclusive("a host drift check"):
-                plan = await self.pipeline.plan(desired)
-                self.drift = plan.actions
-                if self.drift and (repair if repair is not None else self.config.host.drift == "repair"):
+            plan = await self.pipeline.plan(desired)
+            self.drift = plan.actions
+            wanted = repair if repair is not None else self.config.host.drift == "repair" or self.reapply_pending
+            if self.drift and wanted and not self.pipeline.busy:
+                async with self.pipeline.exclusive("a host drift repair"):
+                    self.pipeline.stuck()
+                    plan = await self.pipeline.plan(desired)
                     await self.pipeline.apply(plan, "a host drift repair")
-                    log.warning("host.drift_repaired", actions=len(plan.steps))
+                self.reapply_pending = False
+                self.drift = []
+                log.warning("host.drift_repaired", actions=len(plan.steps))
         except SparkdError as e:  # a tool failed, or an apply began meanwhile: look again next time
             log.warning("host.drift_check_failed", error=str(e))
         return self.drift

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import ipaddress
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from sparkd.model.host import DesiredHost, FirewallOpening, QosSettings, TwinPla
 from sparkd.model.inventory import LinkState, RdmaPort, Twins
 from sparkd.render.nccl import host_nccl_env
 
+HOST_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 #: The largest desired-state file `host plan|apply -f` takes.
 MAX_OVERRIDES = 64 * 1024
 
@@ -129,7 +131,9 @@ def derive(config: Config, observed: Observed, index: int, cluster: Sequence[tup
     )
     nccl = tuple(host_nccl_env(nccl_twins, qos).items())
     subnet_of = {i: ic.address(ic.subnet_a, i) for _, i in cluster}
-    hosts = tuple((str(subnet_of[i].ip), name) for name, i in sorted(cluster, key=lambda c: c[1])) if h.hosts else ()
+    hosts = tuple(
+        (str(subnet_of[i].ip), name) for name, i in sorted(cluster, key=lambda c: c[1]) if h.hosts and hosts_name(name)
+    )
     firewall = (
         (FirewallOpening(config.peer.port, "peer API"), FirewallOpening(config.peer.pairing_port, "pairing"))
         if h.firewall
@@ -173,6 +177,12 @@ def _existing(
         if choice == "adopt":
             adopted += [(n, a) for n, a in setup.addresses if n in netdevs]
     return tuple(takeover), tuple(sorted(set(adopted)))
+
+
+def hosts_name(name: str) -> bool:
+    """Whether a node's name goes into the /etc/hosts block: one RFC 1123 label (never a dotted name, which
+    could shadow a real domain, nor `_`, which resolvers refuse)."""
+    return HOST_LABEL.fullmatch(name) is not None
 
 
 # --- the JSON form ------------------------------------------------------------------------------
@@ -228,4 +238,11 @@ def from_record(r: Any) -> DesiredHost:
             )
     if not all(NETDEV_RE.fullmatch(t.netdev) for t in twins):
         raise ValueError("a desired-state record's twins are netdev names")
+    if not all(k.startswith("NCCL_") for k, _ in desired.nccl):
+        raise ValueError("a desired-state record's NCCL settings are NCCL_ variables")
+    q = desired.qos
+    if not (0 <= q.priority <= 7 and 0 <= q.tos <= 255 and q.trust in ("dscp", "pcp")):
+        raise ValueError("a desired-state record's QoS is out of range")
+    if not all(8 <= s.prefixlen <= 30 for s in desired.subnets):
+        raise ValueError("a desired-state record's subnets are /8 to /30")
     return desired

@@ -207,8 +207,10 @@ class FilesComponent:
         numbers = [record["mode"], record["uid"], record["gid"]]
         if not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 1 << 32 for n in numbers):
             raise ValueError("a file record's mode, uid and gid are non-negative integers")
-        if record["mode"] > 0o7777 or not isinstance(record["content"], str):
-            raise ValueError("a file record's mode is at most 07777 and its content base64 text")
+        if record["mode"] > 0o777 or not isinstance(record["content"], str):
+            raise ValueError(
+                "a file record's mode is at most 0777 (no setuid, setgid or sticky bit) and its content base64 text"
+            )
         try:
             content = base64.b64decode(record["content"], validate=True)
         except (binascii.Error, ValueError) as e:

@@ -35,7 +35,16 @@ async def ping_peers(runner: Runner, desired: DesiredHost, addresses: Sequence[s
         except ValueError:
             failures.append(f"{text[:40]!r} is not an IPv4 address")
             continue
-        twin = next((t for t in desired.twins if address in t.address.network and address != t.address.ip), None)
+        twin = next(
+            (
+                t
+                for t in desired.twins
+                if address in t.address.network
+                and address
+                not in (t.address.ip, t.address.network.network_address, t.address.network.broadcast_address)
+            ),
+            None,
+        )
         if twin is None:
             failures.append(f"{address} is on no twin's subnet: not pinged")
             continue

@@ -223,8 +223,11 @@ class Pipeline:
             log.warning("host.confirmation_expired", apply_id=journal.id)
             self._expiry = None
             async with self.exclusive("the revert of an unconfirmed host apply"):
-                await self._restore_and_forget(journal)
                 self.pending = None
+                try:
+                    await self._restore_and_forget(journal)
+                except Exception as e:  # the journal stays: `stuck()` refuses applies until a rollback succeeds
+                    log.error("host.revert_failed", apply_id=journal.id, error=str(e))
 
     async def confirm(self) -> str:
         """Commits the change waiting for confirmation; returns its id."""
@@ -236,14 +239,26 @@ class Pipeline:
         return journal.id
 
     async def rollback(self) -> str:
-        """Reverts the change waiting for confirmation now; returns its id."""
-        journal = self.pending
+        """Reverts the change waiting for confirmation now, or retries the restore of an apply that could not
+        be rolled back completely (`stuck`); returns its id."""
+        journal = self.pending or self.records.journal()
         if journal is None:
             raise PreconditionFailed("no host apply is waiting for confirmation (it may have expired and reverted)")
         async with self.exclusive("a host rollback"):
-            await self._restore_and_forget(journal)
             self._disarm()
+            await self._restore_and_forget(journal)
         return journal.id
+
+    def stuck(self) -> None:
+        """PreconditionFailed while an earlier apply's journal remains that nothing waits on: its restore
+        failed, and a new apply must not write over the record of the state to bring back."""
+        if self.pending is None and (journal := self.records.journal()) is not None:
+            raise PreconditionFailed(
+                f"{journal.what} {journal.id} could not be rolled back completely (the daemon's log says what "
+                "failed); its journal is kept: fix the cause, then run `sparkctl-client host rollback` to restore the "
+                "state from before it",
+                applyId=journal.id,
+            )
 
     # --- restore ----------------------------------------------------------------------------
 
@@ -263,7 +278,11 @@ class Pipeline:
             foreign = [k for k in recorded if not c.accepts(k)]
             failed += [f"{c.name} {k[:80]!r}: not a key sparkd manages (ignored)" for k in foreign]
             recorded = {k: v for k, v in recorded.items() if k not in foreign}
-            now = await c.observe(list(recorded))
+            try:
+                now = await c.observe(list(recorded))
+            except Exception as e:  # keep restoring the other components
+                failed.append(f"{c.name}: cannot observe ({e})")
+                continue
             for key, record in recorded.items():
                 try:
                     want = by_name[c.name].load(record)

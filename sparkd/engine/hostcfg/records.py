@@ -68,7 +68,7 @@ class HostRecords:
             if len(data) > MAX_RECORD:
                 raise ValueError(f"larger than {MAX_RECORD} bytes")
             return json.loads(data)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             self._set_aside(path, str(e))
             return None
 

@@ -10,22 +10,26 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class PrepareHostRequest(_message.Message):
-    __slots__ = ("confirm_timeout_s",)
+    __slots__ = ("confirm_timeout_s", "accept_risk")
     CONFIRM_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_RISK_FIELD_NUMBER: _ClassVar[int]
     confirm_timeout_s: float
-    def __init__(self, confirm_timeout_s: _Optional[float] = ...) -> None: ...
+    accept_risk: str
+    def __init__(self, confirm_timeout_s: _Optional[float] = ..., accept_risk: _Optional[str] = ...) -> None: ...
 
 class PrepareHostResponse(_message.Message):
-    __slots__ = ("changed", "actions", "addresses", "mtu")
+    __slots__ = ("changed", "actions", "addresses", "mtu", "apply_id")
     CHANGED_FIELD_NUMBER: _ClassVar[int]
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
     ADDRESSES_FIELD_NUMBER: _ClassVar[int]
     MTU_FIELD_NUMBER: _ClassVar[int]
+    APPLY_ID_FIELD_NUMBER: _ClassVar[int]
     changed: bool
     actions: _containers.RepeatedCompositeFieldContainer[_host_service_pb2.HostAction]
     addresses: _containers.RepeatedScalarFieldContainer[str]
     mtu: int
-    def __init__(self, changed: _Optional[bool] = ..., actions: _Optional[_Iterable[_Union[_host_service_pb2.HostAction, _Mapping]]] = ..., addresses: _Optional[_Iterable[str]] = ..., mtu: _Optional[int] = ...) -> None: ...
+    apply_id: str
+    def __init__(self, changed: _Optional[bool] = ..., actions: _Optional[_Iterable[_Union[_host_service_pb2.HostAction, _Mapping]]] = ..., addresses: _Optional[_Iterable[str]] = ..., mtu: _Optional[int] = ..., apply_id: _Optional[str] = ...) -> None: ...
 
 class VerifyHostRequest(_message.Message):
     __slots__ = ("addresses", "mtu")
@@ -42,10 +46,12 @@ class VerifyHostResponse(_message.Message):
     def __init__(self, failures: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FinishHostRequest(_message.Message):
-    __slots__ = ("commit",)
+    __slots__ = ("commit", "apply_id")
     COMMIT_FIELD_NUMBER: _ClassVar[int]
+    APPLY_ID_FIELD_NUMBER: _ClassVar[int]
     commit: bool
-    def __init__(self, commit: _Optional[bool] = ...) -> None: ...
+    apply_id: str
+    def __init__(self, commit: _Optional[bool] = ..., apply_id: _Optional[str] = ...) -> None: ...
 
 class FinishHostResponse(_message.Message):
     __slots__ = ("apply_id",)
