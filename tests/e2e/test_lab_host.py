@@ -10,6 +10,7 @@ pings crossing the veth twins with don't-fragment at the full MTU.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -88,3 +89,35 @@ def test_the_management_interface_is_refused_unless_the_risk_is_accepted(tmp_pat
 def test_a_cluster_wide_apply_verifies_both_sides_and_changes_nothing_when_in_place() -> None:
     r = host_json("spark1", "apply", "--cluster")
     assert [n["node"] for n in r["nodes"]] == ["spark2", "spark1"] and not r["changed"]
+
+
+def node_state(node: str) -> tuple[list[dict], dict[str, bytes]]:  # type: ignore[type-arg]
+    root = lab_mod.sysroot(node)
+    files = {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / "etc").rglob("*")) if p.is_file()}
+    qos = lab_mod.node_dir(node) / "tools/qos-state.json"
+    files["<qos>"] = qos.read_bytes()
+    return links(node), files
+
+
+def test_a_cluster_apply_whose_verification_fails_leaves_every_node_exactly_as_before() -> None:
+    # spark1's twin A was changed by hand (its MTU back to 1500): the cluster apply has something to do there.
+    subprocess.run(["ip", "-n", "spark1", "link", "set", "enp1s0f1np1", "mtu", "1500"], check=True)
+    # spark2 drops every ICMP packet that comes in on its twin B: that twin's link is as good as held down,
+    # and nothing sparkd configures can fix it.
+    nft = (
+        "table inet sparkdtest {\n  chain drop_icmp {\n    type filter hook input priority 0;\n"
+        '    iifname "enP2p1s0f1np1" ip protocol icmp drop\n  }\n}\n'
+    )
+    subprocess.run(["ip", "netns", "exec", "spark2", "nft", "-f", "-"], input=nft, text=True, check=True)
+    try:
+        before = {node: node_state(node) for node in ("spark1", "spark2")}
+        r = client("spark1", "host", "apply", "--cluster")
+        assert r.returncode != 0
+        assert "did not answer a 9000-byte don't-fragment ping out of enP2p1s0f1np1" in r.stderr
+        assert "Every node was rolled back" in r.stderr
+        assert {node: node_state(node) for node in ("spark1", "spark2")} == before
+    finally:
+        subprocess.run(["ip", "netns", "exec", "spark2", "nft", "delete", "table", "inet", "sparkdtest"], check=False)
+    repaired = host_json("spark1", "apply", "--cluster")
+    assert repaired["changed"] and [n["changed"] for n in repaired["nodes"]] == [False, True]
+    assert all(link["mtu"] == 9000 for link in links("spark1"))

@@ -49,7 +49,7 @@ def test_bare_lab_is_fresh_sparks_then_down_leaves_nothing(mgmt_capture: MgmtCap
         plan = json.loads(client("spark2", "-o", "json", "host", "plan").stdout)
         kinds = sorted(a["kind"].removeprefix("HOST_ACTION_KIND_") for a in plan["actions"])
         assert plan["changed"] is True
-        assert kinds == ["ADD_ADDRESS", "ADD_ADDRESS", "SET_MTU", "SET_MTU", "WRITE_FILE"]
+        assert kinds == ["ADD_ADDRESS", "ADD_ADDRESS", "SET_MTU", "SET_MTU", *["SET_QOS"] * 6, *["WRITE_FILE"] * 4]
         for name in ("spark1", "spark2"):
             assert client(name, "host", "apply").returncode == 0
         deadline = time.monotonic() + 15
