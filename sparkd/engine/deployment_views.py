@@ -180,13 +180,13 @@ class DeploymentViews:
             if state.load_state != "unknown" and state.active_state in DEAD_STATES:
                 return state
         main = self.snapshot.unit(record.unit)
-        if (
-            main.load_state == "not-found"
-            and record.assignment.rank > 0
-            and launcher_for(record.spec).order.workers_by_framework
-        ):
-            # Not started yet by the head's launcher (TensorRT-LLM's mpirun, through the launch agent).
-            return dataclasses.replace(main, active_state=WAITING, sub_state=WAITING)
+        if record.assignment.rank > 0 and launcher_for(record.spec).order.workers_by_framework:
+            # Not started yet by the head's launcher (TensorRT-LLM's mpirun, through the launch agent): no unit,
+            # or only what an earlier run of the same name left (the snapshot may still hold its last state
+            # until the next probe: a dead unit that exited before this deployment was created is not its own).
+            earlier = main.active_state in DEAD_STATES and main.exit_time < record.create_time
+            if main.load_state == "not-found" or earlier:
+                return dataclasses.replace(main, active_state=WAITING, sub_state=WAITING)
         return main
 
     def verdict(self, record: DeploymentRecord) -> health.Verdict:
