@@ -73,6 +73,7 @@ def test_a_fresh_node_plans_every_action_applies_them_and_a_second_apply_changes
     assert (again["changed"], again["actions"]) == (False, [])
     assert mtimes("spark2") == before_files and links("spark2") == before_links
     wait_connected("spark2")
+    wait_connected("spark1")
 
 
 def test_the_management_interface_is_refused_unless_the_risk_is_accepted(tmp_path: Path) -> None:
@@ -87,6 +88,7 @@ def test_the_management_interface_is_refused_unless_the_risk_is_accepted(tmp_pat
 
 
 def test_a_cluster_wide_apply_verifies_both_sides_and_changes_nothing_when_in_place() -> None:
+    wait_connected("spark1")
     r = host_json("spark1", "apply", "--cluster")
     assert [n["node"] for n in r["nodes"]] == ["spark2", "spark1"] and not r["changed"]
 
@@ -100,6 +102,7 @@ def node_state(node: str) -> tuple[list[dict], dict[str, bytes]]:  # type: ignor
 
 
 def test_a_cluster_apply_whose_verification_fails_leaves_every_node_exactly_as_before() -> None:
+    wait_connected("spark1")
     # spark1's twin A was changed by hand (its MTU back to 1500): the cluster apply has something to do there.
     subprocess.run(["ip", "-n", "spark1", "link", "set", "enp1s0f1np1", "mtu", "1500"], check=True)
     # spark2 drops every ICMP packet that comes in on its twin B: that twin's link is as good as held down,
