@@ -6,9 +6,7 @@ import ipaddress
 import os
 from pathlib import Path
 
-import pytest
-
-from sparkd.engine.hostcfg.foreign import MAX_FILE_BYTES, MAX_FILES, find_foreign, takeover_backup_path
+from sparkd.engine.hostcfg.foreign import MAX_FILE_BYTES, MAX_FILES, find_foreign
 from sparkd.host.sysroot import Sysroot
 from sparkd.model.foreign import ForeignSetup
 from tests.fakes.host import NETDEVS
@@ -286,14 +284,3 @@ def test_describe_escapes_unprintable_names() -> None:
         setup.describe()
         == "'/etc/netplan/\\x1b[2J.yaml' (netplan): no twin named; is not UTF-8 text (byte 0); fix or remove it"
     )
-
-
-def test_takeover_backup_path() -> None:
-    assert takeover_backup_path("/etc/netplan/40-cx7.yaml") == "/var/lib/sparkd/host/backup/etc/netplan/40-cx7.yaml"
-    assert (
-        takeover_backup_path(f"{NM}/Wired connection 1.nmconnection")
-        == f"/var/lib/sparkd/host/backup{NM}/Wired connection 1.nmconnection"
-    )
-    for bad in ("etc/netplan/x.yaml", "/etc/../x", "/etc//x", "/etc/./x", "/etc/x\0", "/etc/x/"):
-        with pytest.raises(ValueError, match="not a normalised absolute host path"):
-            takeover_backup_path(bad)

@@ -11,7 +11,6 @@ GPUDirect, firewall, hostname, files.
 from __future__ import annotations
 
 import ipaddress
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -263,6 +262,3 @@ class HostConfigurator:
     def pending_deadline(self) -> float:
         p = self.pipeline.pending
         return p.deadline if p is not None else 0.0
-
-    def since(self) -> float:
-        return time.time()

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from sparkd.engine.hostcfg.component import Change, Record
+from sparkd.engine.hostcfg.foreign import NETPLAN_DIR, NM_DIR
 from sparkd.errors import HostOperationFailed
 from sparkd.host.protocols import Files
 from sparkd.model.host import ActionKind, DesiredHost, HostAction
@@ -28,7 +29,7 @@ HOSTS = "/etc/hosts"
 NM_CONF = "/etc/NetworkManager/conf.d/90-sparkd-interconnect.conf"
 MODULES = "/etc/modules-load.d/sparkd.conf"
 #: Where the files of an existing setup that sparkd may take over live (`foreign.find_foreign`).
-TAKEOVER_DIRS = ("/etc/netplan", "/etc/NetworkManager/system-connections")
+TAKEOVER_DIRS = (NETPLAN_DIR, NM_DIR)
 #: The largest file sparkd reads or keeps in its journal (an /etc/hosts of a few thousand lines).
 MAX_FILE = 1 << 20
 

@@ -22,7 +22,6 @@ import configparser
 import errno
 import fnmatch
 import ipaddress
-import posixpath
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -34,8 +33,6 @@ from sparkd.model.foreign import ForeignSetup
 
 NETPLAN_DIR = "/etc/netplan"
 NM_DIR = "/etc/NetworkManager/system-connections"
-#: Where a taken-over file is kept (`takeover_backup_path`).
-BACKUP_DIR = "/var/lib/sparkd/host/backup"
 MAX_FILE_BYTES = 64 * 1024
 MAX_FILES = 64  # per directory
 MAX_DEPTH = 16  # YAML nesting; a netplan file needs about 7
@@ -70,14 +67,6 @@ def find_foreign(files: Files, netdevs: Sequence[str]) -> list[ForeignSetup]:
             if setup is not None:
                 found.append(setup)
     return sorted(found, key=lambda s: s.path)
-
-
-def takeover_backup_path(path: str) -> str:
-    """Where the backup of a taken-over file lives: `BACKUP_DIR` + its host path. ValueError when `path` is
-    not an absolute, normalised host path."""
-    if not path.startswith("/") or "\0" in path or ".." in path.split("/") or posixpath.normpath(path) != path:
-        raise ValueError(f"not a normalised absolute host path: {shown(path)}")
-    return BACKUP_DIR + path
 
 
 def _scan_file(files: Files, path: str, kind: str, twins: tuple[str, ...]) -> ForeignSetup | None:
